@@ -1,0 +1,104 @@
+"""What a backend is: one recurrent layer in one direction, forward and backward.
+
+Stacking, directions, dropout, truncation and checkpointing are written once above the
+backends (``rnnbench.layers`` and ``rnnbench.bptt``); a backend only runs the recurrence of a
+single layer and direction over a range of steps, given the state entering that range.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from rnnbench.cells import CellSpec
+
+
+@dataclass
+class LayerWeights:
+    """The four arrays of one layer and direction, torch's shapes (biases are zeros when unused)."""
+
+    w_ih: np.ndarray  # (G*H, I)
+    w_hh: np.ndarray  # (G*H, H)
+    b_ih: np.ndarray  # (G*H,)
+    b_hh: np.ndarray  # (G*H,)
+
+    @classmethod
+    def zeros_like(cls, w: "LayerWeights") -> "LayerWeights":
+        return cls(*(np.zeros_like(a) for a in (w.w_ih, w.w_hh, w.b_ih, w.b_hh)))
+
+
+@dataclass
+class Tape:
+    """What a forward pass over steps [0, n) of one direction leaves for its backward.
+
+    Arrays in ``steps`` are indexed by time (axis 0, in the sequence's own order, whatever the
+    direction); ``steps["h"]`` (the outputs) is always there, ``steps["c"]`` for LSTM. The other
+    entries are the backend's own (activated gates, ...). ``h0``/``c0`` enter the first step in
+    the direction's order (step 0 forward, step n-1 in reverse). A tape made with
+    ``store=False`` keeps only ``h``; ``h_n``/``c_n`` are the states leaving the last step.
+    """
+
+    x: np.ndarray
+    reverse: bool
+    h0: np.ndarray
+    c0: np.ndarray | None
+    h_n: np.ndarray
+    c_n: np.ndarray | None
+    steps: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def h(self) -> np.ndarray:
+        return self.steps["h"]
+
+    def pieces(self, a: int, b: int) -> list[tuple[int, int]]:
+        """How a backward over steps [a, b] is split (one piece: everything is stored)."""
+        return [(a, b)]
+
+    def window(self, a: int, b: int) -> "Tape":
+        """The tape of steps [a, b] alone, entered from the stored state next to it."""
+        n, reverse = self.x.shape[0], self.reverse
+        if (a, b) == (0, n - 1):
+            return self
+        prev = (b + 1 if b + 1 < n else None) if reverse else (a - 1 if a > 0 else None)
+        h0 = self.h0 if prev is None else self.steps["h"][prev]
+        c0 = None
+        if self.c0 is not None:
+            c0 = self.c0 if prev is None else self.steps["c"][prev]
+        steps = {k: v[a : b + 1] for k, v in self.steps.items()}
+        h_n = steps["h"][0 if reverse else -1]
+        c_n = steps["c"][0 if reverse else -1] if "c" in steps else None
+        return Tape(self.x[a : b + 1], reverse, h0, c0, h_n, c_n, steps)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored activations (the input x is the caller's and not counted)."""
+        return sum(v.nbytes for v in self.steps.values())
+
+
+@dataclass
+class BackwardResult:
+    """Gradients one backward over a tape produces (parameter gradients are accumulated in place)."""
+
+    dx: np.ndarray  # (n, B, I)
+    dh0: np.ndarray  # (B, H) derivative carried past the first step
+    dc0: np.ndarray | None
+    hidden: np.ndarray  # (n, B, H) total dL/dh_t
+    cell: np.ndarray | None  # (n, B, H) total dL/dc_t (LSTM)
+
+
+class Backend(Protocol):
+    """One layer, one direction. ``reverse`` runs the recurrence from the last step to the first."""
+
+    name: str
+
+    def forward(self, cell: CellSpec, w: LayerWeights, x: np.ndarray, h0: np.ndarray,
+                c0: np.ndarray | None, reverse: bool, store: bool) -> Tape: ...
+
+    def backward(self, cell: CellSpec, w: LayerWeights, tape: Tape, dy: np.ndarray,
+                 dh_n: np.ndarray, dc_n: np.ndarray | None, reverse: bool,
+                 grads: LayerWeights) -> BackwardResult:
+        """Backpropagate ``dy`` (dL/dh_t from outside the recurrence) and the derivative
+        ``dh_n``/``dc_n`` arriving at the last state through the tape; add the parameter
+        gradients into ``grads``."""
+        ...

@@ -1,0 +1,45 @@
+"""The Numba CPU backend: whole-sequence matrix products around an @njit recurrence per cell.
+
+A forward is one input projection for all steps (``x W_ih^T + b_ih``, a single GEMM) and then
+the cell's recurrence, which multiplies by W_hh and applies the gate math step by step.
+A backward runs the cell's recurrence in reverse to get the gate gradients of every step, and
+then makes every weight gradient and the input gradient as one GEMM over all steps.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from rnnbench.backends.base import BackwardResult, LayerWeights, Tape
+from rnnbench.backends.cpu import gru, lstm, rnn
+
+KERNELS = {"rnn_tanh": rnn, "rnn_relu": rnn, "lstm": lstm, "gru": gru}
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    return a.reshape(-1, a.shape[-1])
+
+
+class CpuBackend:
+    name = "cpu"
+
+    def forward(self, cell, w, x, h0, c0, reverse, store) -> Tape:
+        n, B, _ = x.shape
+        xp = (_flat(x) @ w.w_ih.T + w.b_ih).reshape(n, B, -1)
+        steps, h_n, c_n = KERNELS[cell.name].forward(cell, xp, w, h0, c0, reverse, store)
+        return Tape(x, reverse, h0, c0, h_n, c_n, steps)
+
+    def backward(self, cell, w, tape, dy, dh_n, dc_n, reverse, grads: LayerWeights):
+        dgx, dgh, dh0, dc0, hidden, cell_grad = KERNELS[cell.name].backward(
+            cell, w, tape, dy, dh_n, dc_n, reverse)
+        B = dy.shape[1]
+        gx, gh, h = _flat(dgx), _flat(dgh), _flat(tape.h)
+        grads.w_ih += gx.T @ _flat(tape.x)
+        grads.b_ih += gx.sum(axis=0)
+        grads.b_hh += gh.sum(axis=0)
+        # dW_hh = sum_t dgh_t^T h_{t-1}: h shifted one step against dgh, plus the entering state.
+        first, inner = (slice(-B, None), slice(None, -B)) if reverse else (slice(None, B), slice(B, None))
+        grads.w_hh += gh[first].T @ tape.h0
+        if len(h) > B:
+            grads.w_hh += gh[inner].T @ (h[B:] if reverse else h[:-B])
+        dx = (gx @ w.w_ih).reshape(tape.x.shape)
+        return BackwardResult(dx, dh0, dc0, hidden, cell_grad)
