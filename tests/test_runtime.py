@@ -1,0 +1,59 @@
+"""Numba's cache, compile time kept apart from run time, thread settings."""
+import json
+import os
+import subprocess
+import sys
+
+import numba
+import pytest
+
+import rnnbench as rb
+from rnnbench.backends.cpu import activations, gru, lstm, rnn
+
+KERNELS = [rnn.rnn_forward, rnn.rnn_backward, lstm.lstm_forward, lstm.lstm_backward,
+           gru.gru_forward, gru.gru_backward, activations.sigmoid, activations.activate,
+           activations.activate_grad]
+
+SCRIPT = """
+import json, time
+start = time.perf_counter()
+import rnnbench as rb
+from rnnbench.backends.cpu import gru, lstm, rnn
+seconds = rb.warmup()
+kernels = [rnn.rnn_forward, rnn.rnn_backward, lstm.lstm_forward, lstm.lstm_backward,
+           gru.gru_forward, gru.gru_backward]
+print(json.dumps({"hits": sum(sum(k.stats.cache_hits.values()) for k in kernels),
+                  "misses": sum(sum(k.stats.cache_misses.values()) for k in kernels),
+                  "warmup_s": sum(seconds.values())}))
+"""
+
+
+def test_every_kernel_is_cached():
+    for k in KERNELS:
+        assert isinstance(k._cache, numba.core.caching.FunctionCache), k
+
+
+def test_second_process_loads_compiled_kernels_from_the_cache(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [json.loads(subprocess.run([sys.executable, "-c", SCRIPT], env=env, check=True,
+                                      capture_output=True, text=True).stdout) for _ in range(2)]
+    assert runs[0]["misses"] > 0  # the first process compiled and saved
+    assert runs[1]["misses"] == 0 and runs[1]["hits"] >= 12  # the second loaded every kernel
+    assert any(tmp_path.rglob("*.nbi"))
+
+
+def test_warmup_reports_first_call_time_per_cell_and_dtype():
+    seconds = rb.warmup(cells=("gru",), dtypes=("float32",))
+    assert list(seconds) == [("gru", "float32")] and seconds[("gru", "float32")] > 0
+
+
+def test_set_num_threads():
+    from threadpoolctl import threadpool_info
+
+    before = rb.get_num_threads()
+    try:
+        rb.set_num_threads(1)
+        assert rb.get_num_threads() == 1
+        assert all(info["num_threads"] == 1 for info in threadpool_info() if info["user_api"] == "blas")
+    finally:
+        rb.set_num_threads(before)

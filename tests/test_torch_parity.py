@@ -1,0 +1,110 @@
+"""Outputs and every gradient agree with torch autograd: float64 to 1e-9, float32 to about 1e-4."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from conftest import BACKENDS, CELLS, make, random_inputs
+from torch_oracle import module_grads
+
+
+def assert_matches_torch(m, x, hx, go, gh, rtol, atol):
+    out, state = m(x, hx)
+    g = m.backward(go, gh)
+    ref = module_grads(m, x, hx, go, gh)
+    lstm = m.cell.has_cell_state
+    np.testing.assert_allclose(out, ref["out"], rtol=rtol, atol=atol, err_msg="output")
+    np.testing.assert_allclose(state[0] if lstm else state, ref["h_n"], rtol=rtol, atol=atol, err_msg="h_n")
+    if lstm:
+        np.testing.assert_allclose(state[1], ref["c_n"], rtol=rtol, atol=atol, err_msg="c_n")
+    keys = [k for k in ref if k not in ("out", "h_n", "c_n")]
+    assert set(keys) - {"h0", "c0"} <= set(g)
+    for k in keys:
+        assert g[k].shape == ref[k].shape, k
+        np.testing.assert_allclose(g[k], ref[k], rtol=rtol, atol=atol, err_msg=k)
+    return g
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("options", [
+    dict(),
+    dict(num_layers=3),
+    dict(bidirectional=True),
+    dict(num_layers=2, bidirectional=True, batch_first=True),
+    dict(bias=False, num_layers=2),
+])
+def test_float64_every_option(cell, backend, options, rng):
+    m = make(cell, 3, 5, backend=backend, dtype="float64", seed=3, **options)
+    x, hx, go, gh = random_inputs(m, T=6, B=4, rng=rng)
+    assert_matches_torch(m, x, hx, go, gh, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("shape", [
+    dict(T=1, B=1, I=1, H=1),      # the smallest everything
+    dict(T=9, B=2, I=4, H=1),      # hidden size 1
+    dict(T=1, B=3, I=2, H=7),      # one step
+])
+def test_odd_sizes(cell, backend, shape, rng):
+    m = make(cell, shape["I"], shape["H"], num_layers=2, bidirectional=True, backend=backend,
+             dtype="float64", seed=0)
+    x, hx, go, gh = random_inputs(m, shape["T"], shape["B"], rng)
+    assert_matches_torch(m, x, hx, go, gh, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("cell", CELLS)
+def test_without_initial_state_and_unbatched(cell, backend, rng):
+    m = make(cell, 3, 4, num_layers=2, backend=backend, dtype="float64", seed=5)
+    x, _, go, gh = random_inputs(m, 5, 2, rng)
+    g = assert_matches_torch(m, x, None, go, gh, rtol=1e-9, atol=1e-11)
+    assert g["h0"].shape == (2, 2, 4)
+    x, hx, go, gh = random_inputs(m, 5, 1, rng, unbatched=True)
+    g = assert_matches_torch(m, x, hx, go, gh, rtol=1e-9, atol=1e-11)
+    assert g["input"].shape == x.shape and g["hidden"].shape == (2, 5, 4)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float32_relative(cell, backend, rng):
+    m = make(cell, 16, 32, num_layers=2, bidirectional=True, backend=backend, dtype="float32", seed=2)
+    x, hx, go, gh = random_inputs(m, T=20, B=8, rng=rng)
+    out, _ = m(x, hx)
+    assert out.dtype == np.float32
+    g = assert_matches_torch(m, x, hx, go, gh, rtol=2e-4, atol=2e-5)
+    assert all(v.dtype == np.float32 for v in g.values())
+
+
+@given(data=st.data())
+def test_property_random_shapes_and_options(data):
+    draw = data.draw
+    cell = draw(st.sampled_from(CELLS), label="cell")
+    backend = draw(st.sampled_from(BACKENDS), label="backend")
+    options = dict(
+        num_layers=draw(st.integers(1, 3), label="layers"),
+        bias=draw(st.booleans(), label="bias"),
+        batch_first=draw(st.booleans(), label="batch_first"),
+        bidirectional=draw(st.booleans(), label="bidirectional"),
+    )
+    I, H = draw(st.integers(1, 5), label="I"), draw(st.integers(1, 6), label="H")
+    T, B = draw(st.integers(1, 7), label="T"), draw(st.integers(1, 4), label="B")
+    m = make(cell, I, H, backend=backend, dtype="float64", seed=draw(st.integers(0, 99)), **options)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16), label="data seed"))
+    x, hx, go, gh = random_inputs(m, T, B, rng, with_state=draw(st.booleans(), label="hx"),
+                                  unbatched=draw(st.booleans(), label="unbatched"))
+    assert_matches_torch(m, x, hx, go, gh, rtol=1e-9, atol=1e-11)
+
+
+def test_backends_agree_float64(rng):
+    """The cpu backend against the reference oracle directly, on a longer sequence."""
+    for cell in CELLS:
+        models = [make(cell, 8, 16, num_layers=2, bidirectional=True, backend=b, dtype="float64", seed=9)
+                  for b in BACKENDS]
+        x, hx, go, gh = random_inputs(models[0], T=40, B=3, rng=rng)
+        results = [(m(x, hx), m.backward(go, gh)) for m in models]
+        (out_r, _), g_r = results[0]
+        (out_c, _), g_c = results[1]
+        np.testing.assert_allclose(out_c, out_r, rtol=1e-12, atol=1e-13)
+        for k in g_r:
+            np.testing.assert_allclose(g_c[k], g_r[k], rtol=1e-10, atol=1e-12, err_msg=f"{cell} {k}")
