@@ -7,6 +7,7 @@ truncated and checkpointed BPTT (``rnnbench.bptt``). A backend runs one layer in
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,12 +19,46 @@ from rnnbench.checks import (check_array, check_dtype_name, check_finite, check_
                              to_numpy)
 
 
+@dataclass
 class _Record:
     """What a forward with grad=True leaves for backward."""
 
-    def __init__(self, tapes, masks, T, B, unbatched):
-        self.tapes, self.masks = tapes, masks  # tapes[layer][direction]; masks[layer] (below layer+1)
-        self.T, self.B, self.unbatched = T, B, unbatched
+    tapes: list  # tapes[layer][direction]
+    masks: list  # masks[layer]: the dropout mask on layer's output (None: no dropout)
+    T: int
+    B: int
+    unbatched: bool
+
+
+class _Gradients:
+    """The sums a backward builds, returned in the caller's layout by ``as_dict``."""
+
+    def __init__(self, m: "RecurrentLayer", T: int, B: int):
+        L, D, H, dt = m.num_layers, m.num_directions, m.hidden_size, m.dtype
+        self.model = m
+        self.params = [[LayerWeights.zeros_like(m._weights(l, d)) for d in range(D)] for l in range(L)]
+        self.input = np.zeros((T, B, m.input_size), dt)
+        self.h0 = np.zeros((L * D, B, H), dt)
+        self.hidden = np.zeros((L * D, T, B, H), dt)
+        lstm = m.cell.has_cell_state
+        self.c0 = np.zeros_like(self.h0) if lstm else None
+        self.cell = np.zeros_like(self.hidden) if lstm else None
+
+    def as_dict(self, unbatched: bool) -> dict[str, np.ndarray]:
+        m = self.model
+        g = {"input": self.input, "h0": self.h0, "c0": self.c0}
+        for layer, per_direction in enumerate(self.params):
+            for d, lw in enumerate(per_direction):
+                arrays = (lw.w_ih, lw.w_hh, lw.b_ih, lw.b_hh)
+                g.update(zip(m._names(layer, d), arrays))  # no bias names: biases dropped
+        g.update(hidden=self.hidden, cell=self.cell)
+        if unbatched:
+            g.update(input=self.input[:, 0], h0=self.h0[:, 0], hidden=self.hidden[:, :, 0])
+            if self.cell is not None:
+                g.update(c0=self.c0[:, 0], cell=self.cell[:, :, 0])
+        elif m.batch_first:
+            g["input"] = self.input.transpose(1, 0, 2)
+        return {k: v for k, v in g.items() if v is not None}
 
 
 class RecurrentLayer:
@@ -231,17 +266,11 @@ class RecurrentLayer:
         if rec is None:
             raise RuntimeError("backward() needs a preceding forward with grad=True "
                                "(none was run, or the last one had grad=False)")
-        T, B, H, D, L = rec.T, rec.B, self.hidden_size, self.num_directions, self.num_layers
+        T, B, H, D = rec.T, rec.B, self.hidden_size, self.num_directions
         go = self._check_grad_output(grad_output, rec)
         dh_n, dc_n = self._check_grad_state(grad_h_n, rec)
-        grads = [[LayerWeights.zeros_like(self._weights(l, d)) for d in range(D)] for l in range(L)]
-        g_input = np.zeros((T, B, self.input_size), self.dtype)
-        g_h0 = np.zeros((L * D, B, H), self.dtype)
-        g_c0 = np.zeros_like(g_h0) if self.cell.has_cell_state else None
-        hidden = np.zeros((L * D, T, B, H), self.dtype)
-        cell = np.zeros_like(hidden) if self.cell.has_cell_state else None
+        acc = _Gradients(self, T, B)
         zeros = np.zeros((B, H), self.dtype)
-
         for grp in bptt.groups(T, truncation, self.bidirectional):
             a, b = grp.a, grp.b
             if (grp.lo, grp.hi) == (a, b):
@@ -249,36 +278,44 @@ class RecurrentLayer:
             else:  # only the group's loss steps feed this window
                 dy = np.zeros((b - a + 1, B, D * H), self.dtype)
                 dy[grp.lo - a : grp.hi - a + 1] = go[grp.lo : grp.hi + 1]
-            for layer in reversed(range(L)):
-                dx = None
+            for layer in reversed(range(self.num_layers)):
+                dx = 0
                 for d in range(D):
                     i, reverse = layer * D + d, d == 1
+                    # dL/dh_n enters with the group holding the direction's last step
                     owns_end = grp.lo == 0 if reverse else grp.hi == T - 1
-                    starts_at_h0 = b == T - 1 if reverse else a == 0
-                    tape = rec.tapes[layer][d]
-                    dyd = dy if D == 1 else np.ascontiguousarray(dy[..., d * H : (d + 1) * H])
                     dh = dh_n[i] if owns_end else zeros
                     dc = None if dc_n is None else (dc_n[i] if owns_end else zeros)
-                    for p, q in tape.pieces(a, b):
-                        r = self.backend.backward(self.cell, self._weights(layer, d), tape.window(p, q),
-                                                  dyd[p - a : q - a + 1], dh, dc, reverse, grads[layer][d])
-                        dh, dc = r.dh0, r.dc0
-                        hidden[i, p : q + 1] += r.hidden
-                        if cell is not None:
-                            cell[i, p : q + 1] += r.cell
-                        if dx is None:
-                            dx = np.zeros((b - a + 1,) + r.dx.shape[1:], self.dtype)
-                        dx[p - a : q - a + 1] += r.dx
-                    if starts_at_h0:
-                        g_h0[i] += dh
-                        if g_c0 is not None:
-                            g_c0[i] += dc
+                    dyd = dy if D == 1 else np.ascontiguousarray(dy[..., d * H : (d + 1) * H])
+                    dx = dx + self._direction_backward(rec, acc, layer, d, a, b, dyd, dh, dc)
                 if layer > 0:
                     mask = rec.masks[layer - 1]
                     dy = dx if mask is None else dx * mask[a : b + 1]
                 else:
-                    g_input[a : b + 1] += dx
-        return self._present_grads(grads, g_input, g_h0, g_c0, hidden, cell, rec)
+                    acc.input[a : b + 1] += dx
+        return acc.as_dict(rec.unbatched)
+
+    def _direction_backward(self, rec, acc, layer, d, a, b, dy, dh, dc):
+        """Backpropagate one layer and direction over steps [a, b], entering with dh (dc) at
+        its last step; accumulate into ``acc`` and return dL/dx over the window."""
+        i, reverse, tape = layer * self.num_directions + d, d == 1, rec.tapes[layer][d]
+        w = self._weights(layer, d)
+        dx = None
+        for p, q in tape.pieces(a, b):
+            r = self.backend.backward(self.cell, w, tape.window(p, q), dy[p - a : q - a + 1],
+                                      dh, dc, reverse, acc.params[layer][d])
+            dh, dc = r.dh0, r.dc0
+            acc.hidden[i, p : q + 1] += r.hidden
+            if acc.cell is not None:
+                acc.cell[i, p : q + 1] += r.cell
+            if dx is None:
+                dx = np.zeros((b - a + 1,) + r.dx.shape[1:], self.dtype)
+            dx[p - a : q - a + 1] += r.dx
+        if (b == rec.T - 1) if reverse else (a == 0):  # the window starts at h0
+            acc.h0[i] += dh
+            if acc.c0 is not None:
+                acc.c0[i] += dc
+        return dx
 
     def _check_grad_output(self, grad_output, rec):
         T, B, DH = rec.T, rec.B, self.num_directions * self.hidden_size
@@ -311,25 +348,6 @@ class RecurrentLayer:
             else:
                 out.append(np.ascontiguousarray(check_array(name, g, self.dtype, shape).reshape(L_D, B, H)))
         return out[0], out[1] if self.cell.has_cell_state else None
-
-    def _present_grads(self, grads, g_input, g_h0, g_c0, hidden, cell, rec):
-        if rec.unbatched:
-            g_input, g_h0, hidden = g_input[:, 0], g_h0[:, 0], hidden[:, :, 0]
-            g_c0 = None if g_c0 is None else g_c0[:, 0]
-            cell = None if cell is None else cell[:, :, 0]
-        elif self.batch_first:
-            g_input = g_input.transpose(1, 0, 2)
-        g = {"input": g_input, "h0": g_h0}
-        if g_c0 is not None:
-            g["c0"] = g_c0
-        for layer, per_direction in enumerate(grads):
-            for d, lw in enumerate(per_direction):
-                for name, arr in zip(self._names(layer, d), (lw.w_ih, lw.w_hh, lw.b_ih, lw.b_hh)):
-                    g[name] = arr
-        g["hidden"] = hidden
-        if cell is not None:
-            g["cell"] = cell
-        return g
 
     def __repr__(self):
         opts = [f"{self.input_size}, {self.hidden_size}"]

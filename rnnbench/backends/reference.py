@@ -78,17 +78,15 @@ class ReferenceBackend:
         n = x.shape[0]
         order = range(n - 1, -1, -1) if reverse else range(n)
         h_all = np.empty((n,) + h0.shape, dtype=h0.dtype)
-        saved = {k: [None] * n for k in ("c", "gates", "hn")} if store else None
+        saved: dict[str, list] = {}
         h, c = h0, c0
         for t in order:
             h, c, extra = _forward_step(cell, w, x[t], h, c)
             h_all[t] = h
             if store:
-                for k, v in dict(extra, c=c).items():
-                    saved[k][t] = v
-        steps = {"h": h_all}
-        if store:
-            steps.update({k: np.stack(v) for k, v in saved.items() if v[0] is not None})
+                for k, v in dict(extra, **({} if c is None else {"c": c})).items():
+                    saved.setdefault(k, [None] * n)[t] = v
+        steps = {"h": h_all, **{k: np.stack(v) for k, v in saved.items()}}
         return Tape(x, reverse, h0, c0, h, c, steps)
 
     def backward(self, cell, w, tape, dy, dh_n, dc_n, reverse, grads: LayerWeights):
