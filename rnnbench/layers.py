@@ -33,16 +33,16 @@ class _Record:
 class _Gradients:
     """The sums a backward builds, returned in the caller's layout by ``as_dict``."""
 
-    def __init__(self, m: "RecurrentLayer", T: int, B: int):
+    def __init__(self, m: "RecurrentLayer", T: int, B: int, keep_hidden: bool):
         L, D, H, dt = m.num_layers, m.num_directions, m.hidden_size, m.dtype
         self.model = m
         self.params = [[LayerWeights.zeros_like(m._weights(l, d)) for d in range(D)] for l in range(L)]
         self.input = np.zeros((T, B, m.input_size), dt)
         self.h0 = np.zeros((L * D, B, H), dt)
-        self.hidden = np.zeros((L * D, T, B, H), dt)
         lstm = m.cell.has_cell_state
         self.c0 = np.zeros_like(self.h0) if lstm else None
-        self.cell = np.zeros_like(self.hidden) if lstm else None
+        self.hidden = np.zeros((L * D, T, B, H), dt) if keep_hidden else None
+        self.cell = np.zeros_like(self.hidden) if lstm and keep_hidden else None
 
     def as_dict(self, unbatched: bool) -> dict[str, np.ndarray]:
         m = self.model
@@ -53,9 +53,12 @@ class _Gradients:
                 g.update(zip(m._names(layer, d), arrays))  # no bias names: biases dropped
         g.update(hidden=self.hidden, cell=self.cell)
         if unbatched:
-            g.update(input=self.input[:, 0], h0=self.h0[:, 0], hidden=self.hidden[:, :, 0])
-            if self.cell is not None:
-                g.update(c0=self.c0[:, 0], cell=self.cell[:, :, 0])
+            g.update(input=self.input[:, 0], h0=self.h0[:, 0])
+            if self.c0 is not None:
+                g["c0"] = self.c0[:, 0]
+            for key in ("hidden", "cell"):
+                if g[key] is not None:
+                    g[key] = g[key][:, :, 0]
         elif m.batch_first:
             g["input"] = self.input.transpose(1, 0, 2)
         return {k: v for k, v in g.items() if v is not None}
@@ -251,7 +254,8 @@ class RecurrentLayer:
 
     # --- backward ---------------------------------------------------------------------------
 
-    def backward(self, grad_output, grad_h_n=None, truncation=None) -> dict[str, np.ndarray]:
+    def backward(self, grad_output, grad_h_n=None, truncation=None,
+                 hidden: bool = True) -> dict[str, np.ndarray]:
         """Backpropagate through time from the last forward (which must have had grad=True).
 
         ``grad_output`` is dL/d(output) in the output's shape; ``grad_h_n`` dL/dh_n (for LSTM a
@@ -260,6 +264,7 @@ class RecurrentLayer:
 
         Returns gradients keyed "input", "h0" ("c0"), every parameter name, and "hidden"
         ((L*D, T, B, H): the total dL/dh_t each layer and direction carried; "cell" for LSTM).
+        ``hidden=False`` leaves those two out, and the memory they take.
         The forward record is kept, so backward may be called again (another truncation, say).
         """
         rec = self._record
@@ -269,7 +274,7 @@ class RecurrentLayer:
         T, B, H, D = rec.T, rec.B, self.hidden_size, self.num_directions
         go = self._check_grad_output(grad_output, rec)
         dh_n, dc_n = self._check_grad_state(grad_h_n, rec)
-        acc = _Gradients(self, T, B)
+        acc = _Gradients(self, T, B, hidden)
         zeros = np.zeros((B, H), self.dtype)
         for grp in bptt.groups(T, truncation, self.bidirectional):
             a, b = grp.a, grp.b
@@ -300,17 +305,19 @@ class RecurrentLayer:
         its last step; accumulate into ``acc`` and return dL/dx over the window."""
         i, reverse, tape = layer * self.num_directions + d, d == 1, rec.tapes[layer][d]
         w = self._weights(layer, d)
+        pieces = tape.pieces(a, b)
         dx = None
-        for p, q in tape.pieces(a, b):
+        for p, q in pieces:
+            hid, cel = (None if g is None else g[i, p : q + 1] for g in (acc.hidden, acc.cell))
             r = self.backend.backward(self.cell, w, tape.window(p, q), dy[p - a : q - a + 1],
-                                      dh, dc, reverse, acc.params[layer][d])
+                                      dh, dc, reverse, acc.params[layer][d], hid, cel)
             dh, dc = r.dh0, r.dc0
-            acc.hidden[i, p : q + 1] += r.hidden
-            if acc.cell is not None:
-                acc.cell[i, p : q + 1] += r.cell
-            if dx is None:
-                dx = np.zeros((b - a + 1,) + r.dx.shape[1:], self.dtype)
-            dx[p - a : q - a + 1] += r.dx
+            if len(pieces) == 1:
+                dx = r.dx
+            else:
+                if dx is None:
+                    dx = np.empty((b - a + 1,) + r.dx.shape[1:], self.dtype)
+                dx[p - a : q - a + 1] = r.dx
         if (b == rec.T - 1) if reverse else (a == 0):  # the window starts at h0
             acc.h0[i] += dh
             if acc.c0 is not None:

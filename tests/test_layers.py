@@ -158,3 +158,17 @@ def test_streaming_truncation_equals_chunked(rng):
 def test_repr_reads_like_torch():
     assert repr(rb.RNN(3, 4, nonlinearity="relu", num_layers=2)) == \
         "RNN(3, 4, num_layers=2, nonlinearity='relu', backend='cpu', dtype='float32')"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_without_hidden_gives_the_same_gradients(cell, backend, rng):
+    m = make(cell, 3, 4, num_layers=2, bidirectional=True, backend=backend, dtype="float64", seed=0)
+    x, hx, go, gh = random_inputs(m, 7, 2, rng)
+    m(x, hx, checkpoint=3)
+    for truncation in (None, (2, 3)):
+        full = m.backward(go, gh, truncation=truncation)
+        lean = m.backward(go, gh, truncation=truncation, hidden=False)
+        assert set(full) - set(lean) == ({"hidden", "cell"} if m.cell.has_cell_state else {"hidden"})
+        for k in lean:
+            np.testing.assert_array_equal(lean[k], full[k], err_msg=k)

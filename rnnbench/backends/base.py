@@ -78,13 +78,12 @@ class Tape:
 
 @dataclass
 class BackwardResult:
-    """Gradients one backward over a tape produces (parameter gradients are accumulated in place)."""
+    """What one backward over a tape returns (parameter gradients, ``hidden`` and ``cell`` are
+    accumulated in place into the caller's arrays)."""
 
     dx: np.ndarray  # (n, B, I)
     dh0: np.ndarray  # (B, H) derivative carried past the first step
     dc0: np.ndarray | None
-    hidden: np.ndarray  # (n, B, H) total dL/dh_t
-    cell: np.ndarray | None  # (n, B, H) total dL/dc_t (LSTM)
 
 
 class Backend(Protocol):
@@ -97,8 +96,10 @@ class Backend(Protocol):
 
     def backward(self, cell: CellSpec, w: LayerWeights, tape: Tape, dy: np.ndarray,
                  dh_n: np.ndarray, dc_n: np.ndarray | None, reverse: bool,
-                 grads: LayerWeights) -> BackwardResult:
+                 grads: LayerWeights, hidden: np.ndarray | None = None,
+                 cell_grad: np.ndarray | None = None) -> BackwardResult:
         """Backpropagate ``dy`` (dL/dh_t from outside the recurrence) and the derivative
         ``dh_n``/``dc_n`` arriving at the last state through the tape; add the parameter
-        gradients into ``grads``."""
+        gradients into ``grads`` and, when given, the total dL/dh_t (dL/dc_t) of every step
+        into ``hidden`` (``cell_grad``), both (n, B, H)."""
         ...

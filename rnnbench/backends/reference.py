@@ -89,12 +89,11 @@ class ReferenceBackend:
         steps = {"h": h_all, **{k: np.stack(v) for k, v in saved.items()}}
         return Tape(x, reverse, h0, c0, h, c, steps)
 
-    def backward(self, cell, w, tape, dy, dh_n, dc_n, reverse, grads: LayerWeights):
+    def backward(self, cell, w, tape, dy, dh_n, dc_n, reverse, grads: LayerWeights,
+                 hidden=None, cell_grad=None):
         n = tape.x.shape[0]
         order = range(n) if reverse else range(n - 1, -1, -1)
         dx = np.zeros_like(tape.x)
-        hidden = np.zeros_like(dy)
-        cell_grad = np.zeros_like(dy) if cell.has_cell_state else None
         dh, dc = dh_n, dc_n
         for t in order:
             prev = t + 1 if reverse else t - 1
@@ -105,15 +104,16 @@ class ReferenceBackend:
                 c_prev = tape.steps["c"][prev] if inside else tape.c0
             saved = {k: v[t] for k, v in tape.steps.items()}
             dh = dy[t] + dh
-            hidden[t] = dh
+            if hidden is not None:
+                hidden[t] += dh
             dgx, dgh, dh_direct, dc, dc_total = _backward_step(
                 cell, saved, saved["h"], h_prev, c_prev, dh, dc)
             if cell_grad is not None:
-                cell_grad[t] = dc_total
+                cell_grad[t] += dc_total
             grads.w_ih += dgx.T @ tape.x[t]
             grads.b_ih += dgx.sum(axis=0)
             grads.w_hh += dgh.T @ h_prev
             grads.b_hh += dgh.sum(axis=0)
             dx[t] = dgx @ w.w_ih
             dh = dgh @ w.w_hh + dh_direct
-        return BackwardResult(dx, dh, dc, hidden, cell_grad)
+        return BackwardResult(dx, dh, dc)

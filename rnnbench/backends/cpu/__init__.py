@@ -28,9 +28,12 @@ class CpuBackend:
         steps, h_n, c_n = KERNELS[cell.name].forward(cell, xp, w, h0, c0, reverse, store)
         return Tape(x, reverse, h0, c0, h_n, c_n, steps)
 
-    def backward(self, cell, w, tape, dy, dh_n, dc_n, reverse, grads: LayerWeights):
-        dgx, dgh, dh0, dc0, hidden, cell_grad = KERNELS[cell.name].backward(
-            cell, w, tape, dy, dh_n, dc_n, reverse)
+    def backward(self, cell, w, tape, dy, dh_n, dc_n, reverse, grads: LayerWeights,
+                 hidden=None, cell_grad=None):
+        if hidden is None:  # the kernels take an empty array for "not kept"
+            hidden = cell_grad = np.empty((0,) + dy.shape[1:], dy.dtype)
+        dgx, dgh, dh0, dc0 = KERNELS[cell.name].backward(
+            cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad)
         B = dy.shape[1]
         gx, gh, h = _flat(dgx), _flat(dgh), _flat(tape.h)
         grads.w_ih += gx.T @ _flat(tape.x)
@@ -42,4 +45,4 @@ class CpuBackend:
         if len(h) > B:
             grads.w_hh += gh[inner].T @ (h[B:] if reverse else h[:-B])
         dx = (gx @ w.w_ih).reshape(tape.x.shape)
-        return BackwardResult(dx, dh0, dc0, hidden, cell_grad)
+        return BackwardResult(dx, dh0, dc0)

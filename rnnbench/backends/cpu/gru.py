@@ -44,6 +44,7 @@ def gru_backward(w_hh, gates, h, h0, dy, dh_n, reverse, dax, dah, hidden):
     one = h0.dtype.type(1)
     dh = dh_n.copy()
     direct = np.empty_like(dh)
+    keep = hidden.shape[0] > 0
     for s in range(n):
         t = s if reverse else n - 1 - s
         prev = t + 1 if reverse else t - 1
@@ -53,7 +54,8 @@ def gru_backward(w_hh, gates, h, h0, dy, dh_n, reverse, dax, dah, hidden):
                 r, z = gates[t, b, j], gates[t, b, H + j]
                 cand, hn = gates[t, b, 2 * H + j], gates[t, b, 3 * H + j]
                 d_h = dy[t, b, j] + dh[b, j]
-                hidden[t, b, j] = d_h
+                if keep:
+                    hidden[t, b, j] += d_h
                 d_n = d_h * (one - z) * (one - cand * cand)
                 d_z = d_h * (h_prev[b, j] - cand) * z * (one - z)
                 d_r = d_n * hn * r * (one - r)
@@ -76,11 +78,10 @@ def forward(cell, xp, w, h0, c0, reverse, store):
     return steps, h[0 if reverse else -1], None
 
 
-def backward(cell, w, tape, dy, dh_n, dc_n, reverse):
+def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     n, B, H = dy.shape
     dax = np.empty((n, B, 3 * H), dy.dtype)
     dah = np.empty_like(dax)
-    hidden = np.empty_like(dy)
     dh0 = gru_backward(w.w_hh, tape.steps["gates"], tape.h, tape.h0, dy, dh_n, reverse,
                        dax, dah, hidden)
-    return dax, dah, dh0, None, hidden, None
+    return dax, dah, dh0, None

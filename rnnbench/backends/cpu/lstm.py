@@ -44,6 +44,7 @@ def lstm_backward(w_hh, gates, c, c0, dy, dh_n, dc_n, reverse, da, hidden, cell)
     H = G // 4
     one = c0.dtype.type(1)
     dh, dc = dh_n.copy(), dc_n.copy()
+    keep = hidden.shape[0] > 0
     for s in range(n):
         t = s if reverse else n - 1 - s
         prev = t + 1 if reverse else t - 1
@@ -55,7 +56,9 @@ def lstm_backward(w_hh, gates, c, c0, dy, dh_n, dc_n, reverse, da, hidden, cell)
                 d_h = dy[t, b, j] + dh[b, j]
                 tc = np.tanh(c[t, b, j])
                 d_c = dc[b, j] + d_h * o * (one - tc * tc)
-                hidden[t, b, j], cell[t, b, j] = d_h, d_c
+                if keep:
+                    hidden[t, b, j] += d_h
+                    cell[t, b, j] += d_c
                 da[t, b, j] = d_c * g * i * (one - i)
                 da[t, b, H + j] = d_c * c_prev[b, j] * f * (one - f)
                 da[t, b, 2 * H + j] = d_c * i * (one - g * g)
@@ -76,9 +79,8 @@ def forward(cell, xp, w, h0, c0, reverse, store):
     return steps, h[0 if reverse else -1], c[0 if reverse or not store else -1]
 
 
-def backward(cell, w, tape, dy, dh_n, dc_n, reverse):
+def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     da = np.empty(tape.steps["gates"].shape, dy.dtype)
-    hidden, cell_grad = np.empty_like(dy), np.empty_like(dy)
     dh0, dc0 = lstm_backward(w.w_hh, tape.steps["gates"], tape.steps["c"], tape.c0, dy,
                              dh_n, dc_n, reverse, da, hidden, cell_grad)
-    return da, da, dh0, dc0, hidden, cell_grad
+    return da, da, dh0, dc0

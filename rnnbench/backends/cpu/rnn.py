@@ -31,12 +31,14 @@ def rnn_backward(w_hh, h, dy, dh_n, reverse, relu, da, hidden):
     n, B, H = h.shape
     one = h.dtype.type(1)
     dh = dh_n.copy()
+    keep = hidden.shape[0] > 0
     for s in range(n):
         t = s if reverse else n - 1 - s
         for b in range(B):
             for j in range(H):
                 d = dy[t, b, j] + dh[b, j]
-                hidden[t, b, j] = d
+                if keep:
+                    hidden[t, b, j] += d
                 da[t, b, j] = d * activate_grad(h[t, b, j], relu, one)
         np.dot(da[t], w_hh, dh)
     return dh
@@ -49,8 +51,7 @@ def forward(cell, xp, w, h0, c0, reverse, store):
     return {"h": h}, h[0 if reverse else -1], None
 
 
-def backward(cell, w, tape, dy, dh_n, dc_n, reverse):
+def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     da = np.empty_like(dy)
-    hidden = np.empty_like(dy)
     dh0 = rnn_backward(w.w_hh, tape.h, dy, dh_n, reverse, cell.nonlinearity == "relu", da, hidden)
-    return da, da, dh0, None, hidden, None
+    return da, da, dh0, None
