@@ -111,7 +111,8 @@ class CheckpointedTape:
             self.entering.append((h, c))
             tape = backend.forward(cell, w, x[a : b + 1], h, c, reverse, store=False)
             self.h[a : b + 1] = tape.h
-            h, c = tape.h_n, tape.c_n
+            # copies: a view would keep the segment's whole output alive
+            h, c = tape.h_n.copy(), None if tape.c_n is None else tape.c_n.copy()
         self.h_n, self.c_n = h, c
 
     def _segment_of(self, t: int) -> int:

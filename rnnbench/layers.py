@@ -175,6 +175,7 @@ class RecurrentLayer:
         recomputes each segment during backward: the same gradients with less memory.
         """
         x, unbatched = self._check_input(x)
+        self._record = None  # let the previous forward's tape go before this one builds its own
         T, B = x.shape[:2]
         h0, c0 = self._check_state(hx, B, unbatched)
         every = bptt.checkpoint_every(checkpoint, T)
@@ -284,7 +285,7 @@ class RecurrentLayer:
                 dy = np.zeros((b - a + 1, B, D * H), self.dtype)
                 dy[grp.lo - a : grp.hi - a + 1] = go[grp.lo : grp.hi + 1]
             for layer in reversed(range(self.num_layers)):
-                dx = 0
+                dx = None
                 for d in range(D):
                     i, reverse = layer * D + d, d == 1
                     # dL/dh_n enters with the group holding the direction's last step
@@ -292,7 +293,11 @@ class RecurrentLayer:
                     dh = dh_n[i] if owns_end else zeros
                     dc = None if dc_n is None else (dc_n[i] if owns_end else zeros)
                     dyd = dy if D == 1 else np.ascontiguousarray(dy[..., d * H : (d + 1) * H])
-                    dx = dx + self._direction_backward(rec, acc, layer, d, a, b, dyd, dh, dc)
+                    dxd = self._direction_backward(rec, acc, layer, d, a, b, dyd, dh, dc)
+                    if dx is None:
+                        dx = dxd
+                    else:
+                        dx += dxd
                 if layer > 0:
                     mask = rec.masks[layer - 1]
                     dy = dx if mask is None else dx * mask[a : b + 1]

@@ -8,20 +8,17 @@ import numba
 import pytest
 
 import rnnbench as rb
-from rnnbench.backends.cpu import activations, gru, lstm, rnn
+from rnnbench.backends.cpu import activations, dispatchers
 
-KERNELS = [rnn.rnn_forward, rnn.rnn_backward, lstm.lstm_forward, lstm.lstm_backward,
-           gru.gru_forward, gru.gru_backward, activations.sigmoid, activations.activate,
-           activations.activate_grad]
+KERNELS = dispatchers() + [activations.sigmoid, activations.activate, activations.activate_grad]
 
 SCRIPT = """
 import json, time
 start = time.perf_counter()
 import rnnbench as rb
-from rnnbench.backends.cpu import gru, lstm, rnn
+from rnnbench.backends.cpu import dispatchers
 seconds = rb.warmup()
-kernels = [rnn.rnn_forward, rnn.rnn_backward, lstm.lstm_forward, lstm.lstm_backward,
-           gru.gru_forward, gru.gru_backward]
+kernels = dispatchers()
 print(json.dumps({"hits": sum(sum(k.stats.cache_hits.values()) for k in kernels),
                   "misses": sum(sum(k.stats.cache_misses.values()) for k in kernels),
                   "warmup_s": sum(seconds.values())}))

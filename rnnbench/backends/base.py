@@ -90,6 +90,8 @@ class Backend(Protocol):
     """One layer, one direction. ``reverse`` runs the recurrence from the last step to the first."""
 
     name: str
+    FORWARD_FLOATS: dict[str, int]  # per cell: floats per step and unit a forward holds beside the tape
+    BACKWARD_FLOATS: dict[str, int]  # ... and a backward
 
     def forward(self, cell: CellSpec, w: LayerWeights, x: np.ndarray, h0: np.ndarray,
                 c0: np.ndarray | None, reverse: bool, store: bool) -> Tape: ...

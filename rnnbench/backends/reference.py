@@ -43,7 +43,8 @@ def _forward_step(cell, w, x_t, h, c):
         hr, hz, hn = np.split(gh, 3, axis=1)
         r, z = sigmoid(xr + hr), sigmoid(xz + hz)
         n = np.tanh(xn + r * hn)
-        return (1 - z) * n + z * h, None, {"gates": np.concatenate([r, z, n], axis=1), "hn": hn}
+        # hn copied: as a view it would keep all of gh alive until the tape is stacked
+        return (1 - z) * n + z * h, None, {"gates": np.concatenate([r, z, n], axis=1), "hn": hn.copy()}
     act, _ = _activation(cell)
     return act(gx + gh), None, {}
 
@@ -73,6 +74,11 @@ def _backward_step(cell, saved, h_new, h, c, dh, dc):
 
 class ReferenceBackend:
     name = "reference"
+    # Floats per step and hidden unit held beside the tape (the memory model): the forward
+    # stacks its per-step lists into the tape (everything but h exists twice for a moment);
+    # the backward works one step at a time.
+    FORWARD_FLOATS = {"rnn_tanh": 0, "rnn_relu": 0, "lstm": 5, "gru": 4}
+    BACKWARD_FLOATS = {"rnn_tanh": 0, "rnn_relu": 0, "lstm": 0, "gru": 0}
 
     def forward(self, cell, w, x, h0, c0, reverse, store) -> Tape:
         n = x.shape[0]

@@ -15,16 +15,29 @@ from rnnbench.backends.cpu import gru, lstm, rnn
 KERNELS = {"rnn_tanh": rnn, "rnn_relu": rnn, "lstm": lstm, "gru": gru}
 
 
+def dispatchers() -> list:
+    """Every @njit kernel of the backend: their ``stats`` count compilations and cache loads."""
+    return [getattr(mod, f"{prefix}_{pass_}") for mod, prefix in ((rnn, "rnn"), (lstm, "lstm"), (gru, "gru"))
+            for pass_ in ("forward", "backward")]
+
+
 def _flat(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1, a.shape[-1])
 
 
 class CpuBackend:
     name = "cpu"
+    # Floats per step and hidden unit that a pass holds beside the tape (the memory model):
+    # forward, the input projection of every gate; backward, the gate gradients (GRU keeps the
+    # input and recurrent sides apart).
+    FORWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+    BACKWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 6}
 
     def forward(self, cell, w, x, h0, c0, reverse, store) -> Tape:
         n, B, _ = x.shape
-        xp = (_flat(x) @ w.w_ih.T + w.b_ih).reshape(n, B, -1)
+        xp = _flat(x) @ w.w_ih.T
+        xp += w.b_ih  # in place: one (T*B, G*H) buffer, not two
+        xp = xp.reshape(n, B, -1)
         steps, h_n, c_n = KERNELS[cell.name].forward(cell, xp, w, h0, c0, reverse, store)
         return Tape(x, reverse, h0, c0, h_n, c_n, steps)
 

@@ -1,0 +1,126 @@
+"""One call API over every backend: rnnbench's models, and torch's fused modules as the baseline.
+
+A runner is what the speed and memory experiments time: ``forward(grad)`` and
+``backward()`` on data made once in ``setup``. torch runs its fastest paths: a forward alone in
+``torch.inference_mode()``, forward+backward through autograd.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rnnbench.backends import available
+from rnnbench.layers import RecurrentLayer
+
+BASELINES = ("torch",)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One model configuration and its data shape."""
+
+    cell: str
+    seq_len: int
+    batch: int
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    dtype: str = "float32"
+
+    def model_kwargs(self) -> dict:
+        return dict(num_layers=self.num_layers, bidirectional=self.bidirectional, dtype=self.dtype)
+
+    def flops(self, phase: str) -> int:
+        """Matrix FLOPs of a whole pass (DESIGN.md's model), every layer and direction."""
+        from rnnbench.cells import get_cell
+
+        spec, D, T, B = get_cell(self.cell), 2 if self.bidirectional else 1, self.seq_len, self.batch
+        total = 0
+        for layer in range(self.num_layers):
+            inputs = self.input_size if layer == 0 else D * self.hidden_size
+            total += D * T * spec.flops_forward(B, inputs, self.hidden_size)
+        return {"fwd": 1, "bwd": 2, "fwd+bwd": 3}[phase] * total
+
+
+def require_torch():
+    try:
+        import torch
+    except ImportError:
+        raise RuntimeError("torch is not installed: pip install rnnbench[torch]") from None
+    return torch
+
+
+def check_backend(name: str) -> None:
+    if name not in available() + list(BASELINES):
+        raise ValueError(f"unknown backend {name!r}; available: {', '.join(available() + list(BASELINES))}")
+    if name == "torch":
+        require_torch()
+
+
+def _torch_full_bptt_only(kwargs: dict) -> None:
+    if kwargs.get("checkpoint") is not None or kwargs.get("truncation") is not None:
+        raise ValueError("the torch baseline runs full BPTT only (no truncation or checkpointing)")
+
+
+@dataclass
+class Runner:
+    """A model and its data; ``forward(grad)`` then ``backward(**kwargs)``."""
+
+    config: Config
+    backend: str
+    seed: int = 0
+    model: object = field(init=False)
+
+    def __post_init__(self):
+        check_backend(self.backend)
+        c = self.config
+        rng = np.random.default_rng(self.seed)
+        self.x = rng.standard_normal((c.seq_len, c.batch, c.input_size)).astype(c.dtype)
+        D = 2 if c.bidirectional else 1
+        self.grad_output = rng.standard_normal((c.seq_len, c.batch, D * c.hidden_size)).astype(c.dtype)
+        self.model = RecurrentLayer(c.cell, c.input_size, c.hidden_size, backend=
+                                    "reference" if self.backend == "torch" else self.backend,
+                                    seed=self.seed, **c.model_kwargs())
+        if self.backend == "torch":
+            self._torch_setup()
+
+    def _torch_setup(self):
+        torch = require_torch()
+        from torch import nn
+
+        c = self.config
+        cls = {"lstm": nn.LSTM, "gru": nn.GRU}.get(c.cell, nn.RNN)
+        kwargs = {"nonlinearity": c.cell[4:]} if c.cell.startswith("rnn_") else {}
+        self._module = cls(c.input_size, c.hidden_size, num_layers=c.num_layers,
+                           bidirectional=c.bidirectional, dtype=getattr(torch, c.dtype), **kwargs)
+        self._module.load_state_dict({k: torch.from_numpy(v) for k, v in self.model.state_dict().items()})
+        self._x = torch.from_numpy(self.x)
+        self._go = torch.from_numpy(self.grad_output)
+        self._out = None
+
+    def forward(self, grad: bool = True, **kwargs):
+        if self.backend != "torch":
+            return self.model(self.x, grad=grad, **kwargs)
+        _torch_full_bptt_only(kwargs)
+        torch = require_torch()
+        if grad:
+            x = self._x.detach().requires_grad_()
+            self._out, _ = self._module(x)
+            return self._out
+        with torch.inference_mode():
+            return self._module(self._x)
+
+    def backward(self, **kwargs):
+        if self.backend != "torch":
+            return self.model.backward(self.grad_output, **kwargs)
+        _torch_full_bptt_only(kwargs)
+        self._module.zero_grad(set_to_none=True)
+        self._out.backward(self._go)
+        return {name: p.grad for name, p in self._module.named_parameters()}
+
+    def step(self, **kwargs):
+        """Forward and backward: one training step's gradient."""
+        self.forward(grad=True)
+        return self.backward(**kwargs)

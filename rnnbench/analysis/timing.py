@@ -1,0 +1,55 @@
+"""Timing that a noisy shared machine cannot fool: warm-up, repeats interleaved, robust statistics."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Seconds over repeats: the median is the figure, the rest says how much to trust it."""
+
+    samples: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.samples))
+
+    def columns(self) -> dict:
+        """The DESIGN.md columns beside a ``time_s`` row."""
+        q25, q75 = np.percentile(self.samples, [25, 75])
+        return {"time_s_min": float(min(self.samples)), "time_s_max": float(max(self.samples)),
+                "time_s_iqr": float(q75 - q25), "repeats": len(self.samples)}
+
+
+@dataclass(frozen=True)
+class Timed:
+    """A thing to time: ``prepare`` runs untimed before each call of ``run``."""
+
+    run: Callable[[], object]
+    prepare: Callable[[], object] | None = None
+
+    def once(self) -> float:
+        if self.prepare is not None:
+            self.prepare()
+        start = time.perf_counter()
+        self.run()
+        return time.perf_counter() - start
+
+
+def time_interleaved(items: dict, repeats: int, warmup: int = 1) -> dict:
+    """Time every item ``repeats`` times after ``warmup`` untimed rounds, round-robin, so that
+    a slow spell of the machine hits every item alike. Returns {key: Stats}."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0; got repeats={repeats}, warmup={warmup}")
+    for _ in range(warmup):
+        for item in items.values():
+            item.once()
+    samples = {key: [] for key in items}
+    for _ in range(repeats):
+        for key, item in items.items():
+            samples[key].append(item.once())
+    return {key: Stats(tuple(v)) for key, v in samples.items()}
