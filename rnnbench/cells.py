@@ -24,6 +24,7 @@ class CellSpec:
     has_cell_state: bool
     nonlinearity: str | None
     tape_floats_per_unit: int
+    gate_names: tuple[str, ...] = ()
 
     def flops_forward(self, batch: int, input_size: int, hidden_size: int) -> int:
         """Matrix FLOPs of one forward step of one layer and direction (DESIGN.md's model)."""
@@ -44,8 +45,8 @@ class CellSpec:
 # hidden part of the candidate (W_hn h + b_hn) and h.
 RNN_TANH = CellSpec("rnn_tanh", 1, False, "tanh", 1)
 RNN_RELU = CellSpec("rnn_relu", 1, False, "relu", 1)
-LSTM = CellSpec("lstm", 4, True, None, 6)
-GRU = CellSpec("gru", 3, False, None, 5)
+LSTM = CellSpec("lstm", 4, True, None, 6, ("input", "forget", "cell", "output"))
+GRU = CellSpec("gru", 3, False, None, 5, ("reset", "update", "new"))
 
 CELLS = {spec.name: spec for spec in (RNN_TANH, RNN_RELU, LSTM, GRU)}
 

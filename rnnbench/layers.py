@@ -13,7 +13,7 @@ import numpy as np
 
 from rnnbench import bptt
 from rnnbench.backends import get_backend
-from rnnbench.backends.base import LayerWeights
+from rnnbench.backends.base import LayerWeights, Tape
 from rnnbench.cells import CellSpec, get_cell, param_names
 from rnnbench.checks import (check_array, check_dtype_name, check_finite, check_positive_int,
                              to_numpy)
@@ -252,6 +252,20 @@ class RecurrentLayer:
             h_n = h_n[:, 0]
             c_n = None if c_n is None else c_n[:, 0]
         return h_n if c_n is None else (h_n, c_n)
+
+    def gate_activations(self, layer: int = 0, direction: int = 0) -> dict[str, np.ndarray]:
+        """The activated gates of the last forward (grad=True, no checkpointing), by name, each
+        (T, B, H): LSTM input, forget, cell, output; GRU reset, update, new. Empty for RNN."""
+        rec = self._record
+        if rec is None or not isinstance(rec.tapes[layer][direction], Tape):
+            raise RuntimeError("gate activations need a preceding forward with grad=True and no checkpoint")
+        gates = rec.tapes[layer][direction].steps.get("gates")
+        H = self.hidden_size
+        names = self.cell.gate_names
+        values = {n: gates[..., k * H : (k + 1) * H] for k, n in enumerate(names)}
+        if rec.unbatched:
+            values = {n: v[:, 0] for n, v in values.items()}
+        return values
 
     # --- backward ---------------------------------------------------------------------------
 

@@ -96,7 +96,20 @@ def measure_memory(config: Config, backend: str = "cpu", strategy: str = "full",
     _, peak = peak_bytes(step)
     shown = chunk if strategy == "streaming" else truncation
     row = base_row(config, backend, experiment="memory", truncation=shown, strategy=strategy,
-                   phase="fwd+bwd", chunk=chunk)
+                   phase="fwd+bwd", chunk=chunk, k=chunk if strategy == "streaming" else None)
     modelled = model_bytes(config, strategy, chunk, backend)
     return [dict(row, metric="peak_bytes", value=float(peak), unit="B"),
             dict(row, metric="model_bytes", value=float(modelled), unit="B")]
+
+
+def memory_sweep(config: Config, seq_lens, strategies=("full", "checkpoint", "streaming"), chunk: int = 32,
+                 backend: str = "cpu") -> list[dict]:
+    """Peak memory against sequence length for each strategy (streaming in chunks of ``chunk``)."""
+    from dataclasses import replace
+
+    rows = []
+    for T in seq_lens:
+        for strategy in strategies:
+            rows += measure_memory(replace(config, seq_len=T), backend, strategy,
+                                   chunk=chunk if strategy == "streaming" else None)
+    return rows
