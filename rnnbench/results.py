@@ -89,3 +89,84 @@ def environment() -> dict:
         "git_commit": git_commit(),
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+# Columns an experiment may add beside COLUMNS, in the order a results.csv holds them.
+EXTRA_COLUMNS = ["phase", "threads", "strategy", "step", "scale", "init", "seed", "seeds", "param",
+                 "chunk", "k", "stat", "status", "cache", "repeats", "time_s_min", "time_s_max",
+                 "time_s_iqr", "value_q10", "value_q90", "note", "host", "worker", "task", "error"]
+ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS
+
+
+class ResultsFolder:
+    """A results folder: ``results.csv`` appended a measurement at a time, ``meta.json`` beside.
+
+    Rows reach the disk the moment a task finishes, so an interrupted sweep keeps everything it
+    finished; with ``resume`` the tasks already in the folder are skipped.
+    """
+
+    def __init__(self, path, command: list[str] | None = None, resume: bool = False):
+        self.path = Path(path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise OSError(f"cannot write to the output folder {self.path}: {e.strerror or e}") from None
+        self.csv = self.path / "results.csv"
+        if self.csv.exists() and not resume:
+            raise FileExistsError(f"{self.csv} exists: pass --resume to continue it, or choose another -o folder")
+        self.done = set(pd.read_csv(self.csv, usecols=["task"])["task"].dropna()) if self.csv.exists() else set()
+        self.meta = environment()
+        self.meta.update(command=command or [], start=self.meta.pop("time"), end=None, failures=[])
+        self._write_meta()
+
+    def _write_meta(self):
+        import json
+
+        (self.path / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
+
+    def append(self, rows: list[dict], task: str) -> None:
+        """Write one task's rows (tagged with the task's key) to results.csv, flushed at once."""
+        unknown = {k for row in rows for k in row} - set(ALL_COLUMNS)
+        if unknown:
+            raise ValueError(f"rows carry columns results.csv does not know: {sorted(unknown)}")
+        frame = pd.DataFrame([dict(r, task=task) for r in rows], columns=ALL_COLUMNS)
+        frame.to_csv(self.csv, mode="a", header=not self.csv.exists(), index=False)
+        self.done.add(task)
+
+    def fail(self, task: str, error: str) -> None:
+        self.meta["failures"].append({"task": task, "error": error})
+        self._write_meta()
+
+    def finish(self, **extra) -> pd.DataFrame:
+        """Close the folder: end time in meta.json, and results.parquet when pyarrow is there."""
+        self.meta.update(end=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **extra)
+        self._write_meta()
+        frame = load([self.path])
+        try:
+            frame.to_parquet(self.path / "results.parquet", index=False)
+        except ImportError:
+            pass
+        return frame
+
+
+def load(folders) -> pd.DataFrame:
+    """The results.csv of one or more folders as one DataFrame, with a ``source`` column."""
+    frames = []
+    for folder in folders:
+        csv = Path(folder) / "results.csv"
+        if not csv.exists():
+            raise FileNotFoundError(f"no results.csv in {folder}")
+        frame = pd.read_csv(csv, low_memory=False)
+        frame["source"] = str(folder)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_meta(folder) -> dict:
+    import json
+
+    path = Path(folder) / "meta.json"
+    return json.loads(path.read_text()) if path.exists() else {}

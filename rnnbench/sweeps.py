@@ -1,0 +1,110 @@
+"""Sweeps: a grid of tasks, each a configuration and the experiment that measures it.
+
+A task is a plain, picklable value with a canonical key; running it returns tidy rows. The
+in-process runner writes each task's rows to the results folder as soon as it finishes, skips
+tasks the folder already holds (``--resume``), and records a failing task instead of stopping.
+"""
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import dataclass
+
+from rnnbench.analysis.runners import Config
+
+
+def _speed(p):
+    from rnnbench.analysis.speed import measure_speed
+
+    return measure_speed(_config(p), backends=tuple(p["backends"]), repeats=p["repeats"],
+                         warmup=p["warmup"], strategy=p["strategy"], truncation=_trunc(p["truncation"]),
+                         threads=p.get("threads"))
+
+
+def _memory(p):
+    from rnnbench.analysis.memory import measure_memory
+
+    return measure_memory(_config(p), p["backend"], p["strategy"], chunk=p.get("chunk"),
+                          truncation=_trunc(p.get("truncation")))
+
+
+def _decay(p):
+    from rnnbench.analysis.gradients import decay_experiment
+
+    return decay_experiment(p["cell"], p["seq_len"], p["hidden_size"], p["scale"], init=p["init"],
+                            batch=p["batch"], seeds=tuple(p["seeds"]), backend=p["backend"])
+
+
+def _jacobian(p):
+    from rnnbench.analysis.gradients import jacobian_experiment
+
+    return jacobian_experiment(p["cell"], p["seq_len"], p["hidden_size"], p["scale"], init=p["init"],
+                               batch=p["batch"], seed=p["seed"], backend=p["backend"])
+
+
+def _truncation(p):
+    from rnnbench.analysis.truncation import truncation_experiment
+
+    return truncation_experiment(_config(p), p["ks"], backend=p["backend"], repeats=p["repeats"])
+
+
+KINDS = {"speed": _speed, "memory": _memory, "decay": _decay, "jacobian": _jacobian,
+         "truncation": _truncation}
+CONFIG_FIELDS = ("cell", "seq_len", "batch", "input_size", "hidden_size", "num_layers", "bidirectional", "dtype")
+
+
+def _config(p) -> Config:
+    return Config(**{f: p[f] for f in CONFIG_FIELDS})
+
+
+def _trunc(t):
+    return tuple(t) if isinstance(t, list) else t
+
+
+@dataclass(frozen=True)
+class Task:
+    """One experiment on one configuration; ``params`` is canonical JSON."""
+
+    kind: str
+    params: str
+
+    @classmethod
+    def make(cls, kind: str, **params) -> "Task":
+        if kind not in KINDS:
+            raise ValueError(f"unknown task kind {kind!r}")
+        return cls(kind, json.dumps(params, sort_keys=True))
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.params}"
+
+    def label(self) -> str:
+        """A short description for progress bars."""
+        p = json.loads(self.params)
+        parts = [p.get("cell", "")] + [f"{k}={p[k]}" for k in ("seq_len", "hidden_size", "scale", "strategy",
+                                                                 "backend") if k in p]
+        return f"{self.kind} " + " ".join(str(x) for x in parts if x != "")
+
+    def run(self) -> list[dict]:
+        return KINDS[self.kind](json.loads(self.params))
+
+
+def run_in_process(tasks, folder, progress=None) -> int:
+    """Run ``tasks`` one after another into ``folder``; returns how many failed.
+
+    ``progress``: a callable(task, done_count) told before each task (e.g. a progress bar).
+    """
+    failures = 0
+    for i, task in enumerate(tasks):
+        if task.key in folder.done:
+            continue
+        if progress is not None:
+            progress(task, i)
+        try:
+            rows = task.run()
+        except Exception as e:  # recorded, and the sweep goes on
+            failures += 1
+            folder.fail(task.key, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")
+            continue
+        folder.append(rows, task.key)
+    return failures
