@@ -393,7 +393,6 @@ def info():
     from rich.console import Console
     from rich.table import Table
 
-    from rnnbench.report import gpu_status
     from rnnbench.results import environment
 
     env = environment()
@@ -406,7 +405,7 @@ def info():
     table.add_row("cpu features", " ".join(env["cpu"]["simd"]) or "-")
     table.add_row("logical cores", str(env["cpu"]["logical_cores"]))
     table.add_row("kernel threads", str(env["threads"]))
-    table.add_row("gpu", gpu_status())
+    table.add_row("gpu", env["gpu"])
     table.add_row("platform", env["platform"])
     table.add_row("git commit", env["git_commit"] or "-")
     Console().print(table)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import html as html_lib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +58,7 @@ def memory_table(frame: pd.DataFrame) -> pd.DataFrame:
     keys = ["cell", "seq_len", "strategy"] + _varying(d, ["backend", "batch", "hidden_size", "dtype"])
     table = d.pivot_table(index=keys, columns="metric", values="value", aggfunc="median") / MIB
     table["model / measured"] = table["model_bytes"] / table["peak_bytes"]
+    table = table[["peak_bytes", "model_bytes", "model / measured"]]
     return table.rename(columns={"peak_bytes": "measured MiB", "model_bytes": "model MiB"}).reset_index()
 
 
@@ -99,20 +99,6 @@ def compare_frames(a: pd.DataFrame, b: pd.DataFrame, metric: str, threshold: flo
                                 np.where(table["B / A"] < 1 / threshold, "improvement", "same"))
     keep = _varying(table, keys) or keys[:1]
     return table[keep + ["A", "B", "B / A", "verdict"]]
-
-
-def gpu_status() -> str:
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-        return "CUDA simulator on (NUMBA_ENABLE_CUDASIM=1)"
-    try:
-        from numba import cuda
-
-        if cuda.is_available():
-            names = [d.name.decode() if isinstance(d.name, bytes) else str(d.name) for d in cuda.gpus]
-            return ", ".join(names) + f" (driver {cuda.cudadrv.driver.driver.get_version()})"
-    except Exception as e:  # no CUDA toolkit or driver: say so rather than fail
-        return f"no GPU ({type(e).__name__})"
-    return "no GPU (numba.cuda sees none)"
 
 
 # --- readings: what the numbers say ------------------------------------------------------------
@@ -205,7 +191,8 @@ def _environment_rows(metas: list[dict]) -> pd.DataFrame:
     for m in metas:
         pk = m.get("packages", {})
         rows.append({"start": m.get("start"), "cpu": m.get("cpu", {}).get("model"),
-                     "threads": m.get("threads"), "rnnbench": m.get("rnnbench"), "numba": pk.get("numba"),
+                     "gpu": m.get("gpu"), "threads": m.get("threads"), "rnnbench": m.get("rnnbench"),
+                     "numba": pk.get("numba"),
                      "numpy": pk.get("numpy"), "torch": pk.get("torch"), "commit": (m.get("git_commit") or "")[:10]})
     return pd.DataFrame(rows)
 

@@ -71,6 +71,21 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def gpu_status() -> str:
+    """The GPU(s) numba.cuda sees and the driver, whether the CUDA simulator is on, or why none."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return "CUDA simulator on (NUMBA_ENABLE_CUDASIM=1)"
+    try:
+        from numba import cuda
+
+        if cuda.is_available():
+            names = [d.name.decode() if isinstance(d.name, bytes) else str(d.name) for d in cuda.gpus]
+            return ", ".join(names) + f" (driver {cuda.cudadrv.driver.driver.get_version()})"
+    except Exception as e:  # no CUDA toolkit or driver: say so rather than fail
+        return f"no GPU ({type(e).__name__})"
+    return "no GPU (numba.cuda sees none)"
+
+
 def environment() -> dict:
     """Versions, CPU, threads and commit: what a reader needs to trust or reproduce a number.
 
@@ -85,6 +100,7 @@ def environment() -> dict:
         "packages": {p: _version(p) for p in ("numba", "numpy", "scipy", "pandas", "llvmlite", "torch")},
         "cpu": cpu_info(),
         "threads": get_num_threads(),
+        "gpu": gpu_status(),
         "platform": platform.platform(),
         "git_commit": git_commit(),
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -42,7 +42,7 @@ def test_run_writes_a_tidy_results_folder(swept):
     memory = frame[frame.experiment == "memory"]
     assert set(memory.strategy) == {"full", "checkpoint", "streaming"}
     meta = json.loads((swept / "run" / "meta.json").read_text())
-    for key in ("rnnbench", "packages", "cpu", "git_commit", "command", "start", "end"):
+    for key in ("rnnbench", "packages", "cpu", "gpu", "git_commit", "command", "start", "end"):
         assert key in meta
     assert meta["end"] is not None and meta["failures"] == []
 
