@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from rnnbench import plots
-from rnnbench.results import CONFIG_COLUMNS, load, load_meta
+from rnnbench.results import CONFIG_COLUMNS, load, load_meta, to_frame
 
 MIB = 2**20
 
@@ -207,11 +207,19 @@ def write_report(results, out) -> tuple[Path, Path]:
     """``out/report.html`` (self-contained) and ``out/report.md`` with ``out/figures/*.png``."""
     from rnnbench.analysis.speed import fit_seq_len
 
+    from rnnbench.asv_history import is_asv_results
+
     out = Path(out)
-    frame = load(results)
-    metas = [load_meta(r) for r in results]
+    asv_dirs = [r for r in results if is_asv_results(r)]
+    plain = [r for r in results if r not in asv_dirs]
+    frame = load(plain) if plain else to_frame([])
+    metas = [load_meta(r) for r in plain]
     figures = plots.save_all(frame, out / "figures")
-    sections = [("Environment", _environment_rows(metas))]
+    sections = [("Environment", _environment_rows(metas))] if metas else []
+    for folder in asv_dirs:
+        table, paths = _asv_section(folder, out / "figures")
+        sections.append((f"asv history: {folder} (first and last commit)", table))
+        figures += paths
     for title, table in (("Speed: forward + backward, median ms", speed_table(frame)),
                          ("Cost against sequence length", _fit_table(fit_seq_len(frame))),
                          ("Memory of a training step", memory_table(frame)),
@@ -255,3 +263,23 @@ def _fit_table(fit: pd.DataFrame) -> pd.DataFrame:
     table["time_intercept"] *= 1e3
     return table.rename(columns={"time_per_step_fit": "ms per step", "time_intercept": "fixed ms",
                                  "nonlinearity": "max deviation from line"}).reset_index()
+
+
+def _asv_section(folder, figures_dir) -> tuple[pd.DataFrame, list[Path]]:
+    """A table of each asv benchmark's first and last value, and a history figure per benchmark."""
+    from rnnbench.asv_history import history_figure, load_history
+
+    history = load_history(folder)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in history["benchmark"].unique():
+        path = figures_dir / f"asv_{name.split('.', 1)[-1].replace('.', '_')}.png"
+        history_figure(history, name).savefig(path, dpi=100)
+        paths.append(path)
+    ends = history.sort_values("date").groupby(["benchmark", "params"])
+    table = pd.DataFrame({"first": ends["value"].first(), "last": ends["value"].last(),
+                          "commits": ends["commit"].nunique(), "unit": ends["unit"].first()})
+    table["last / first"] = table["last"] / table["first"]
+    table = table.reset_index()
+    table["benchmark"] = table["benchmark"].str.split(".", n=1).str[-1]
+    return table, paths

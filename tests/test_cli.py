@@ -198,3 +198,41 @@ def test_shipped_example_configs_parse(tmp_path, monkeypatch):
     deepbench = [t for t in ran[0] if t.kind == "speed"]
     assert {json.loads(t.params)["input_size"] for t in deepbench} == {512, 1024}
     assert all(json.loads(t.params)["input_size"] == json.loads(t.params)["hidden_size"] for t in deepbench)
+
+
+def _fake_asv_results(root):
+    """An asv results folder of two commits, in asv 0.6's format."""
+    root.mkdir()
+    (root / "benchmarks.json").write_text(json.dumps({
+        "bench_speed.TimeForward.time_forward": {"param_names": ["cell", "size"], "unit": "seconds"},
+        "version": 2}))
+    machine = root / "box"
+    machine.mkdir()
+    (machine / "machine.json").write_text("{}")
+    columns = ["result", "params", "version", "started_at", "duration"]
+    for i, (commit, scale) in enumerate((("aaaa1111", 1.0), ("bbbb2222", 2.0))):
+        (machine / f"{commit}-env.json").write_text(json.dumps({
+            "commit_hash": commit + "ffff", "date": 1_700_000_000_000 + i * 86_400_000,
+            "result_columns": columns, "version": 2,
+            "results": {"bench_speed.TimeForward.time_forward": [
+                [0.1 * scale, 0.2 * scale, None, 0.4 * scale], [["'lstm'", "'gru'"], ["'small'", "'seeds'"]],
+                "v", 0, 1]}}))
+    return root
+
+
+def test_report_reads_an_asv_history(tmp_path):
+    from rnnbench.asv_history import load_history
+
+    folder = _fake_asv_results(tmp_path / "asv")
+    history = load_history(folder)
+    assert len(history) == 6  # 2 commits x 3 results (the skipped one left out)
+    assert set(history.params) == {"cell=lstm, size=small", "cell=lstm, size=seeds", "cell=gru, size=seeds"}
+    r = invoke("report", str(folder), "-o", str(tmp_path / "rep"))
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "asv history" in md and "TimeForward.time_forward" in md
+    assert (tmp_path / "rep" / "figures" / "asv_TimeForward_time_forward.png").exists()
+    from rnnbench.report import _asv_section
+
+    table, _ = _asv_section(folder, tmp_path / "figs")
+    assert (table["last / first"] == 2.0).all() and (table["commits"] == 2).all()  # every value doubled
