@@ -67,11 +67,11 @@ def measure_speed(config: Config, backends=("cpu",), repeats: int = 5, warmup: i
 
     if threads is not None:
         set_num_threads(threads)
-        if "torch" in backends:
-            import torch
-
-            torch.set_num_threads(threads)
     threads = get_num_threads()
+    if "torch" in backends:  # the same count on both sides, always
+        import torch
+
+        torch.set_num_threads(threads)
     runners = {b: Runner(config, b, seed) for b in backends}
     items = {}
     rows = []
