@@ -2,7 +2,7 @@
 from .common import BACKENDS, CELLS, SIZES, model_and_data
 
 
-class TimeForward:
+class TimeLayer:
     params = [CELLS, BACKENDS, list(SIZES)]
     param_names = ["cell", "backend", "size"]
     timeout = 300
@@ -12,15 +12,6 @@ class TimeForward:
 
     def time_forward(self, cell, backend, size):
         self.m(self.x, grad=False)
-
-
-class TimeForwardBPTT:
-    params = [CELLS, BACKENDS, list(SIZES)]
-    param_names = ["cell", "backend", "size"]
-    timeout = 300
-
-    def setup(self, cell, backend, size):
-        self.m, self.x, self.go = model_and_data(cell, backend, size)
 
     def time_forward_bptt(self, cell, backend, size):
         self.m(self.x)
