@@ -127,13 +127,51 @@ def _default_folder(kind: str) -> Path:
 
 # --- running a sweep -----------------------------------------------------------------------------
 
-def _run_sweep(tasks, out, resume, quiet, command):
+def cluster_options(fn):
+    """--workers / --scheduler on a sweeping command."""
+    fn = click.option("--scheduler", help="run on an existing Dask cluster: tcp://host:port or a scheduler file")(fn)
+    return click.option("--workers", type=int, help="run on an embedded Dask cluster of N worker processes")(fn)
+
+
+def _executor(workers, scheduler):
+    """A context manager giving the function that runs tasks into a folder."""
+    import contextlib
+
+    from rnnbench.sweeps import run_in_process
+
+    if workers is None and scheduler is None:
+        return contextlib.nullcontext(run_in_process)
+    if workers is not None and scheduler is not None:
+        raise click.UsageError("give --workers or --scheduler, not both")
+    if workers is not None and workers < 1:
+        raise click.UsageError(f"--workers must be at least 1; got {workers}")
+    try:
+        from rnnbench import cluster
+
+        cluster.require_dask()
+    except RuntimeError as e:
+        raise click.UsageError(str(e)) from None
+
+    @contextlib.contextmanager
+    def distributed():
+        try:
+            with cluster.connect(workers, scheduler) as client:
+                if client.dashboard_link and scheduler is not None:
+                    click.echo(f"dask dashboard: {client.dashboard_link}", err=True)
+                yield lambda tasks, folder, progress: cluster.run_distributed(tasks, folder, client, progress)
+        except ConnectionError as e:
+            raise click.UsageError(str(e)) from None
+
+    return distributed()
+
+
+def _run_sweep(tasks, out, resume, quiet, command, workers=None, scheduler=None):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rnnbench.results import ResultsFolder
-    from rnnbench.sweeps import run_in_process
 
+    executor = _executor(workers, scheduler)
     try:
         folder = ResultsFolder(out, command=command, resume=resume)
     except (OSError, FileExistsError) as e:
@@ -147,7 +185,8 @@ def _run_sweep(tasks, out, resume, quiet, command):
             progress.update(bar, completed=i, description=task.label())
 
         try:
-            failures = run_in_process(tasks, folder, tell)
+            with executor as run_tasks:
+                failures = run_tasks(tasks, folder, tell)
         except KeyboardInterrupt:
             folder.finish(interrupted=True)
             console.print(f"interrupted: finished measurements are in {folder.csv}")
@@ -218,7 +257,8 @@ def _merge(config_path, section, allowed, flags):
 @click.option("--resume", is_flag=True, help="continue a folder, skipping what it holds")
 @click.option("--quiet", is_flag=True, help="no progress bar or tables")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary instead of tables")
-def run(config_path, out, resume, quiet, as_json, **flags):
+@cluster_options
+def run(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
     """Speed and memory sweep. With no flags: a quick default sweep (about a minute)."""
     from rnnbench.analysis.strategies import STRATEGIES
     from rnnbench.sweeps import Task
@@ -269,7 +309,8 @@ def run(config_path, out, resume, quiet, as_json, **flags):
                                             chunk = min(T, 16) if strategy == "streaming" else None
                                             tasks.append(Task.make("memory", **config, backend=backend,
                                                                    strategy=strategy, chunk=chunk))
-    folder, frame, failures = _run_sweep(tasks, out or _default_folder("run"), resume, quiet, sys.argv)
+    folder, frame, failures = _run_sweep(tasks, out or _default_folder("run"), resume, quiet, sys.argv,
+                                         workers, scheduler)
     from rnnbench.report import memory_table, speed_table
 
     _finish(folder, frame, failures, quiet, as_json,
@@ -299,7 +340,8 @@ GRAD_KEYS = {"cells": (str,), "scales": (float, int), "inits": (str,), "seq_lens
 @click.option("--resume", is_flag=True)
 @click.option("--quiet", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
-def gradients(config_path, out, resume, quiet, as_json, **flags):
+@cluster_options
+def gradients(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
     """Gradient-norm decay against distance, weight scale and truncation (about a minute)."""
     from rnnbench.analysis.gradients import INITS
     from rnnbench.sweeps import Task
@@ -329,7 +371,8 @@ def gradients(config_path, out, resume, quiet, as_json, **flags):
             tasks.append(Task.make("truncation", cell=cell, seq_len=T, batch=B, input_size=H, hidden_size=H,
                                    num_layers=1, bidirectional=False, dtype="float64",
                                    ks=[k for k in ks if k <= T] or [T], backend=backend, repeats=3))
-    folder, frame, failures = _run_sweep(tasks, out or _default_folder("gradients"), resume, quiet, sys.argv)
+    folder, frame, failures = _run_sweep(tasks, out or _default_folder("gradients"), resume, quiet, sys.argv,
+                                         workers, scheduler)
     from rnnbench.report import decay_table, truncation_table
 
     _finish(folder, frame, failures, quiet, as_json,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import io
 import os
 import platform
 import subprocess
@@ -110,7 +111,7 @@ def environment() -> dict:
 # Columns an experiment may add beside COLUMNS, in the order a results.csv holds them.
 EXTRA_COLUMNS = ["phase", "threads", "strategy", "step", "scale", "init", "seed", "seeds", "param",
                  "chunk", "k", "stat", "status", "cache", "repeats", "time_s_min", "time_s_max",
-                 "time_s_iqr", "value_q10", "value_q90", "note", "host", "worker", "task", "error"]
+                 "time_s_iqr", "value_q10", "value_q90", "note", "host", "cpu", "worker", "task", "error"]
 ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS
 
 
@@ -131,9 +132,12 @@ class ResultsFolder:
         except OSError as e:
             raise OSError(f"cannot write to the output folder {self.path}: {e.strerror or e}") from None
         self.csv = self.path / "results.csv"
+        self.done_file = self.path / "tasks.done"
         if self.csv.exists() and not resume:
             raise FileExistsError(f"{self.csv} exists: pass --resume to continue it, or choose another -o folder")
-        self.done = set(pd.read_csv(self.csv, usecols=["task"])["task"].dropna()) if self.csv.exists() else set()
+        self.done = set(self.done_file.read_text().split("\n")) - {""} if self.done_file.exists() else set()
+        if resume and self.csv.exists():
+            self._drop_unfinished()
         self.meta = environment()
         self.meta.update(command=command or [], start=self.meta.pop("time"), end=None, failures=[])
         self._write_meta()
@@ -143,13 +147,30 @@ class ResultsFolder:
 
         (self.path / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
 
+    def _drop_unfinished(self) -> None:
+        """Keep only the rows of tasks recorded as done: a process killed while writing may have
+        left part of a task's rows (or half a line) behind."""
+        text = self.csv.read_text()
+        if not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]
+        frame = pd.read_csv(io.StringIO(text), low_memory=False) if text else pd.DataFrame(columns=ALL_COLUMNS)
+        kept = frame[frame["task"].isin(self.done)]
+        if len(kept) != len(frame) or len(text) != self.csv.stat().st_size:
+            kept.to_csv(self.csv, index=False)
+
     def append(self, rows: list[dict], task: str) -> None:
-        """Write one task's rows (tagged with the task's key) to results.csv, flushed at once."""
+        """Write one task's rows (tagged with the task's key) to results.csv, then record the
+        task as done; both flushed to disk before returning."""
         unknown = {k for row in rows for k in row} - set(ALL_COLUMNS)
         if unknown:
             raise ValueError(f"rows carry columns results.csv does not know: {sorted(unknown)}")
         frame = pd.DataFrame([dict(r, task=task) for r in rows], columns=ALL_COLUMNS)
-        frame.to_csv(self.csv, mode="a", header=not self.csv.exists(), index=False)
+        text = frame.to_csv(index=False, header=not self.csv.exists())
+        for path, data in ((self.csv, text), (self.done_file, task + "\n")):
+            with open(path, "a") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
         self.done.add(task)
 
     def fail(self, task: str, error: str) -> None:

@@ -1,6 +1,7 @@
 """Threads and compilation: the settings a measurement must record and keep apart from its timings."""
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -43,3 +44,19 @@ def warmup(backend: str = "cpu", cells=("rnn_tanh", "rnn_relu", "lstm", "gru"),
             m.backward(np.ones_like(out))
             seconds[(cell, dtype)] = time.perf_counter() - start
     return seconds
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int):
+    """Run a block with ``n`` kernel threads, then restore: multi-threaded BLAS may sum in another
+    order, so experiments that must give the same bits anywhere run under a fixed count."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        numba.set_num_threads(before)

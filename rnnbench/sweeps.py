@@ -7,6 +7,7 @@ tasks the folder already holds (``--resume``), and records a failing task instea
 from __future__ import annotations
 
 import json
+import socket
 import traceback
 from dataclasses import dataclass
 
@@ -85,8 +86,33 @@ class Task:
                                                                  "backend") if k in p]
         return f"{self.kind} " + " ".join(str(x) for x in parts if x != "")
 
-    def run(self) -> list[dict]:
-        return KINDS[self.kind](json.loads(self.params))
+    def run(self, worker: str = "in-process") -> list[dict]:
+        """The experiment's rows, each saying where it was measured."""
+        from rnnbench.runtime import pinned_threads
+
+        where = {"host": socket.gethostname(), "cpu": _cpu_model(), "worker": worker}
+        params = json.loads(self.params)
+        if self.kind in DETERMINISTIC:  # the same bits in-process and on any worker
+            with pinned_threads(1):
+                rows = KINDS[self.kind](params)
+        else:
+            rows = KINDS[self.kind](params)
+        return [dict(row, **where) for row in rows]
+
+    @property
+    def resource(self) -> str:
+        """The worker resource the task asks for on a cluster: timings never share a core."""
+        return "timing" if self.kind in TIMED else "gradients"
+
+
+TIMED = {"speed", "memory", "truncation"}  # truncation also times its streaming steps
+DETERMINISTIC = {"decay", "jacobian", "truncation"}  # gradient experiments, run on one thread
+
+
+def _cpu_model() -> str:
+    from rnnbench.results import cpu_info
+
+    return cpu_info()["model"]
 
 
 def run_in_process(tasks, folder, progress=None) -> int:
