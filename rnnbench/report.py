@@ -106,6 +106,9 @@ def compare_frames(a: pd.DataFrame, b: pd.DataFrame, metric: str, threshold: flo
 def readings(frame: pd.DataFrame) -> list[str]:
     """A few sentences a reader can check against the tables and figures."""
     out = []
+    if "cpu" in frame and frame["cpu"].nunique() > 1:
+        out.append(f"note: these rows were measured on {frame['cpu'].nunique()} different CPUs "
+                   f"({', '.join(map(str, frame['cpu'].dropna().unique()))}); ratios below mix them.")
     speed = _sel(frame, "speed", "time_s")
     if "phase" in speed:
         speed = speed[speed["phase"] == "fwd+bwd"]
