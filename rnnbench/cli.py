@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
+import itertools
 import json
 import re
 import sys
@@ -287,28 +288,18 @@ def run(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
         _positive_ints("threads", threads, 1024)
 
     tasks = []
-    for cell in cells:
-        for dtype in dtypes:
-            for B in batch:
-                for I in inputs:
-                    for H in hidden:
-                        for L in layers:
-                            for T in seq_lens:
-                                config = dict(cell=cell, seq_len=T, batch=B, input_size=I or H, hidden_size=H,
-                                              num_layers=L, bidirectional=bidirectional, dtype=dtype)
-                                for trunc in truncations:
-                                    for strategy in strategies:
-                                        plain = trunc is None and strategy == "full"
-                                        bes = [b for b in backends if plain or b != "torch"]
-                                        tasks.append(Task.make("speed", **config, backends=bes, repeats=repeats,
-                                                               warmup=warmup, strategy=strategy,
-                                                               truncation=trunc, threads=threads))
-                                if memory:
-                                    for backend in memory_backends:
-                                        for strategy in STRATEGIES:
-                                            chunk = min(T, 16) if strategy == "streaming" else None
-                                            tasks.append(Task.make("memory", **config, backend=backend,
-                                                                   strategy=strategy, chunk=chunk))
+    grid = itertools.product(cells, dtypes, batch, inputs, hidden, layers, seq_lens)
+    for cell, dtype, B, I, H, L, T in grid:
+        config = dict(cell=cell, seq_len=T, batch=B, input_size=I or H, hidden_size=H, num_layers=L,
+                      bidirectional=bidirectional, dtype=dtype)
+        for trunc, strategy in itertools.product(truncations, strategies):
+            plain = trunc is None and strategy == "full"  # all the torch baseline can run
+            tasks.append(Task.make("speed", **config, backends=[b for b in backends if plain or b != "torch"],
+                                   repeats=repeats, warmup=warmup, strategy=strategy, truncation=trunc,
+                                   threads=threads))
+        for backend, strategy in itertools.product(memory_backends if memory else [], STRATEGIES):
+            tasks.append(Task.make("memory", **config, backend=backend, strategy=strategy,
+                                   chunk=min(T, 16) if strategy == "streaming" else None))
     folder, frame, failures = _run_sweep(tasks, out or _default_folder("run"), resume, quiet, sys.argv,
                                          workers, scheduler)
     from rnnbench.report import memory_table, speed_table
