@@ -371,6 +371,68 @@ def gradients(config_path, out, resume, quiet, as_json, workers, scheduler, **fl
              "truncated gradient against full BPTT (all parameters)": truncation_table(frame)})
 
 
+TRAIN_KEYS = {"tasks": (str,), "cells": (str,), "seq_lens": (int,), "hidden_size": (int,), "optimizer": (str,),
+              "lr": (float,), "clip": (float, int), "truncation": (int,), "steps": (int,), "batch": (int,),
+              "seeds": (int,), "eval_every": (int,)}
+
+
+@main.command()
+@click.option("--tasks", help="adding, copy, ar [adding]")
+@click.option("--cells", help="[rnn_tanh,lstm,gru]")
+@click.option("--seq-lens", "seq_lens", help="dependency lengths (copy: the delay; ar: tau) [10,50,100]")
+@click.option("--hidden-size", "hidden_size", help="[32]")
+@click.option("--optimizer", help="sgd, rmsprop, adam [adam]")
+@click.option("--lr", type=float, help="learning rate [0.01]")
+@click.option("--clip", type=float, help="global-norm clipping, 0 for none [1.0]")
+@click.option("--truncation", type=int, help="truncated BPTT length k [full]")
+@click.option("--steps", type=int, help="optimizer steps [1500]")
+@click.option("--batch", help="[32]")
+@click.option("--seeds", help="[0]")
+@click.option("--eval-every", "eval_every", type=int, help="[100]")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="a TOML file with the same keys (a [train] table or top level)")
+@click.option("-o", "--output", "out", type=click.Path(file_okay=False), help="results folder")
+@click.option("--resume", is_flag=True)
+@click.option("--quiet", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@cluster_options
+def train(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
+    """Train on long-dependency tasks: loss against steps, and where each cell stops learning."""
+    from rnnbench.sweeps import Task
+    from rnnbench.train import OPTIMIZERS, TASKS
+
+    v = _merge(config_path, "train", TRAIN_KEYS, flags)
+    task_names = _choices("task", v.get("tasks", "adding"), list(TASKS))
+    cells = _choices("cell", v.get("cells", "rnn_tanh,lstm,gru"), list(CELLS))
+    seq_lens = _positive_ints("seq_lens", v.get("seq_lens", "10,50,100"), 10_000)
+    H = _positive_ints("hidden_size", v.get("hidden_size", 32), 4096)[0]
+    optimizer = _choices("optimizer", v.get("optimizer", "adam"), list(OPTIMIZERS))[0]
+    lr = v.get("lr", 1e-2)
+    if not (isinstance(lr, (int, float)) and 0 < lr < 10):
+        raise click.UsageError(f"lr must be in (0, 10); got {lr!r}")
+    clip = v.get("clip", 1.0)
+    if clip < 0:
+        raise click.UsageError(f"clip must be >= 0 (0: no clipping); got {clip!r}")
+    truncation = v.get("truncation")
+    if truncation is not None:
+        _positive_ints("truncation", truncation)
+    steps = _positive_ints("steps", v.get("steps", 1500), 10**7)[0]
+    batch = _positive_ints("batch", v.get("batch", 32), 65536)[0]
+    seeds = [int(s) for s in _split(v.get("seeds", "0"))]
+    eval_every = _positive_ints("eval_every", v.get("eval_every", 100), 10**7)[0]
+    if "adding" in task_names and min(seq_lens) < 2:
+        raise click.UsageError(f"the adding problem needs sequence lengths >= 2; got {min(seq_lens)}")
+    tasks = [Task.make("train", task=t, cell=c, seq_len=T, hidden_size=H, optimizer=optimizer, lr=lr,
+                       clip=clip or None, truncation=truncation, steps=steps, batch=batch, eval_every=eval_every,
+                       seed=s)
+             for t, c, T, s in itertools.product(task_names, cells, seq_lens, seeds)]
+    folder, frame, failures = _run_sweep(tasks, out or _default_folder("train"), resume, quiet, sys.argv,
+                                         workers, scheduler)
+    from rnnbench.report import learning_table
+
+    _finish(folder, frame, failures, quiet, as_json, {"final held-out loss against the baseline": learning_table(frame)})
+
+
 @main.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),

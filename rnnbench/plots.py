@@ -165,6 +165,44 @@ def jacobian_distribution(df: pd.DataFrame) -> Figure:
     return fig
 
 
+def learning_curves(df: pd.DataFrame) -> Figure:
+    """Held-out loss against optimizer steps, a panel per dependency length, a line per cell;
+    dashed: the memoryless baseline."""
+    d = df[df["experiment"] == "train"]
+    lengths = sorted(d["seq_len"].unique())
+    fig, axes = _figure(len(lengths), width=4.4)
+    for ax, T in zip(axes, lengths):
+        dT = d[d["seq_len"] == T]
+        for cell, grp in dT[dT["metric"] == "eval_loss"].groupby("cell"):
+            curve = grp.groupby("step")["value"].median()
+            ax.plot(curve.index, curve.values, color=CELL_COLORS.get(cell, "k"), label=CELL_LABELS.get(cell, cell))
+        base = dT[dT["metric"] == "baseline_loss"]["value"]
+        if len(base):
+            ax.axhline(base.median(), color="0.4", ls="--", lw=1, label="memoryless baseline")
+        ax.set(yscale="log", xlabel="optimizer step", ylabel="held-out loss", title=f"dependency length T = {T}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Learning a long dependency: held-out loss against steps")
+    return fig
+
+
+def final_loss_vs_length(df: pd.DataFrame) -> Figure:
+    """Final held-out loss over the baseline against dependency length: below 0.1 is learned."""
+    d = df[(df["experiment"] == "train") & df["metric"].isin(["final_loss", "baseline_loss"])]
+    fig, (ax,) = _figure()
+    table = d.pivot_table(index=["cell", "seq_len"], columns="metric", values="value", aggfunc="median")
+    for cell, grp in (table["final_loss"] / table["baseline_loss"]).groupby(level="cell"):
+        ax.plot(grp.index.get_level_values("seq_len"), grp.values, color=CELL_COLORS.get(cell, "k"), marker="o",
+                label=CELL_LABELS.get(cell, cell))
+    ax.axhline(1.0, color="0.4", ls="--", lw=1, label="baseline")
+    ax.axhline(0.1, color="0.6", ls=":", lw=1, label="a tenth of the baseline")
+    ax.set(yscale="log", xscale="log", xlabel="dependency length T (steps)", ylabel="final loss / baseline",
+           title="Where each cell stops learning")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def _box(x, lo, hi, color):
     from matplotlib.patches import Rectangle
 
@@ -173,7 +211,8 @@ def _box(x, lo, hi, color):
 
 FIGURES = {"time_vs_length": time_vs_length, "gflops_vs_size": gflops_vs_size,
            "memory_vs_length": memory_vs_length, "gradient_decay": gradient_decay,
-           "truncation_cosine": truncation_cosine, "jacobian_distribution": jacobian_distribution}
+           "truncation_cosine": truncation_cosine, "jacobian_distribution": jacobian_distribution,
+           "learning_curves": learning_curves, "final_loss_vs_length": final_loss_vs_length}
 
 
 def save_all(df: pd.DataFrame, folder, dpi: int = 110) -> list[Path]:
@@ -182,7 +221,8 @@ def save_all(df: pd.DataFrame, folder, dpi: int = 110) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     needs = {"time_vs_length": ("speed", "time_s"), "gflops_vs_size": ("speed", "gflops"),
              "memory_vs_length": ("memory", "peak_bytes"), "gradient_decay": ("gradients", "grad_norm"),
-             "truncation_cosine": ("truncation", "grad_cosine"), "jacobian_distribution": ("jacobian", "jacobian_norm")}
+             "truncation_cosine": ("truncation", "grad_cosine"), "jacobian_distribution": ("jacobian", "jacobian_norm"),
+             "learning_curves": ("train", "eval_loss"), "final_loss_vs_length": ("train", "final_loss")}
     paths = []
     for name, fn in FIGURES.items():
         experiment, metric = needs[name]

@@ -82,6 +82,19 @@ def truncation_table(frame: pd.DataFrame) -> pd.DataFrame:
     return d.pivot_table(index=keys, columns="metric", values="value", aggfunc="median").reset_index()
 
 
+def learning_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per task, cell and length: final held-out loss, the baseline, their ratio, steps/s."""
+    d = frame[frame["experiment"] == "train"] if "experiment" in frame else frame.iloc[0:0]
+    d = d[d["metric"].isin(["final_loss", "baseline_loss", "steps_per_s"])]
+    if d.empty:
+        return pd.DataFrame()
+    d = d.assign(task=d["note"].str.extract(r"task=(\S+)", expand=False))
+    table = d.pivot_table(index=["task", "cell", "seq_len"], columns="metric", values="value", aggfunc="median")
+    table["final / baseline"] = table["final_loss"] / table["baseline_loss"]
+    table["learned"] = np.where(table["final / baseline"] < 0.1, "yes", "no")
+    return table[["final_loss", "baseline_loss", "final / baseline", "learned", "steps_per_s"]].reset_index()
+
+
 def compare_frames(a: pd.DataFrame, b: pd.DataFrame, metric: str, threshold: float) -> pd.DataFrame:
     """``metric`` of B over A per configuration present in both, with a verdict per row."""
     sa, sb = a[a["metric"] == metric], b[b["metric"] == metric]
@@ -148,6 +161,12 @@ def readings(frame: pd.DataFrame) -> list[str]:
         for cell, grp in dec.groupby("cell"):
             rates = ", ".join(f"s={r.scale:g}: {r.decay_rate:.3f}" for r in grp.itertuples() if np.isfinite(r.decay_rate))
             out.append(f"{plots.CELL_LABELS.get(cell, cell)}: fitted ||dL/dh_k|| factor per step {rates}.")
+    learn = learning_table(frame)
+    for (task, cell), grp in learn.groupby(["task", "cell"]) if len(learn) else []:
+        learned = grp[grp["learned"] == "yes"]["seq_len"].tolist()
+        failed = grp[grp["learned"] == "no"]["seq_len"].tolist()
+        out.append(f"{task}, {plots.CELL_LABELS.get(cell, cell)}: held-out loss below a tenth of the baseline "
+                   f"at lengths {learned or 'none'}; not at {failed or 'none'}.")
     tr = truncation_table(frame)
     if len(tr) and "grad_cosine" in tr:
         parts = []
@@ -227,7 +246,8 @@ def write_report(results, out) -> tuple[Path, Path]:
                          ("Cost against sequence length", _fit_table(fit_seq_len(frame))),
                          ("Memory of a training step", memory_table(frame)),
                          ("Gradient decay per step against theory", decay_table(frame)),
-                         ("Truncated against full BPTT (all parameters)", truncation_table(frame))):
+                         ("Truncated against full BPTT (all parameters)", truncation_table(frame)),
+                         ("Learning: final held-out loss against the memoryless baseline", learning_table(frame))):
         if len(table):
             sections.append((title, table))
     notes = readings(frame)

@@ -16,7 +16,7 @@ COLUMNS = ["experiment", "cell", "backend", "dtype", "seq_len", "batch", "input_
            "num_layers", "bidirectional", "truncation", "metric", "value", "unit"]
 # Columns that say what was measured (``--resume`` keys on these), in the order tables show them.
 CONFIG_COLUMNS = [c for c in COLUMNS if c not in ("metric", "value", "unit")] + [
-    "phase", "threads", "strategy", "step", "scale", "init", "seed", "param", "chunk"]
+    "phase", "threads", "strategy", "step", "distance", "scale", "init", "seed", "param", "chunk"]
 
 
 def truncation_label(truncation) -> str:
@@ -109,7 +109,7 @@ def environment() -> dict:
 
 
 # Columns an experiment may add beside COLUMNS, in the order a results.csv holds them.
-EXTRA_COLUMNS = ["phase", "threads", "strategy", "step", "scale", "init", "seed", "seeds", "param",
+EXTRA_COLUMNS = ["phase", "threads", "strategy", "step", "distance", "scale", "init", "seed", "seeds", "param",
                  "chunk", "k", "stat", "status", "cache", "repeats", "time_s_min", "time_s_max",
                  "time_s_iqr", "value_q10", "value_q90", "note", "host", "cpu", "worker", "task", "error"]
 ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS

@@ -49,7 +49,13 @@ def _truncation(p):
     return truncation_experiment(_config(p), p["ks"], backend=p["backend"], repeats=p["repeats"])
 
 
-KINDS = {"speed": _speed, "memory": _memory, "decay": _decay, "jacobian": _jacobian,
+def _train(p):
+    from rnnbench.train import train_run
+
+    return train_run(**p)
+
+
+KINDS = {"train": _train, "speed": _speed, "memory": _memory, "decay": _decay, "jacobian": _jacobian,
          "truncation": _truncation}
 CONFIG_FIELDS = ("cell", "seq_len", "batch", "input_size", "hidden_size", "num_layers", "bidirectional", "dtype")
 
@@ -82,8 +88,8 @@ class Task:
     def label(self) -> str:
         """A short description for progress bars."""
         p = json.loads(self.params)
-        parts = [p.get("cell", "")] + [f"{k}={p[k]}" for k in ("seq_len", "hidden_size", "scale", "strategy",
-                                                                 "backend") if k in p]
+        parts = [p.get("task", ""), p.get("cell", "")] + [
+            f"{k}={p[k]}" for k in ("seq_len", "hidden_size", "scale", "strategy", "backend") if k in p]
         return f"{self.kind} " + " ".join(str(x) for x in parts if x != "")
 
     def run(self, worker: str = "in-process") -> list[dict]:
@@ -105,7 +111,7 @@ class Task:
         return "timing" if self.kind in TIMED else "gradients"
 
 
-TIMED = {"speed", "memory", "truncation"}  # truncation also times its streaming steps
+TIMED = {"speed", "memory", "truncation", "train"}  # truncation and training also time themselves
 DETERMINISTIC = {"decay", "jacobian", "truncation"}  # gradient experiments, run on one thread
 
 
