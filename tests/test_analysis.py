@@ -12,6 +12,7 @@ from rnnbench.analysis.speed import fit_seq_len, gemm_shapes, measure_speed, rat
 from rnnbench.analysis.strategies import streaming_step, training_step
 from rnnbench.analysis.truncation import truncation_experiment
 from rnnbench.results import to_frame
+from rnnbench.train import train_run
 
 CELLS3 = ["rnn_tanh", "lstm", "gru"]
 
@@ -191,6 +192,7 @@ def test_every_figure_renders(tmp_path):
     rows += decay_experiment("gru", 10, 4, 1.0, seeds=(0,), batch=2)
     rows += jacobian_experiment("gru", 5, 4, 1.0, batch=2)
     rows += truncation_experiment(Config("gru", 10, 2, 3, 4, dtype="float64"), [2, 10], cost=False)
+    rows += train_run("adding", "gru", 4, hidden_size=4, steps=4, eval_every=2, eval_batch=8)
     paths = plots.save_all(to_frame(rows), tmp_path)
     assert sorted(p.name for p in paths) == sorted(f"{n}.png" for n in plots.FIGURES)
     assert all(p.stat().st_size > 10_000 for p in paths)
