@@ -85,14 +85,18 @@ def truncation_table(frame: pd.DataFrame) -> pd.DataFrame:
 def learning_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per task, cell and length: final held-out loss, the baseline, their ratio, steps/s."""
     d = frame[frame["experiment"] == "train"] if "experiment" in frame else frame.iloc[0:0]
-    d = d[d["metric"].isin(["final_loss", "baseline_loss", "steps_per_s"])]
+    d = d[d["metric"].isin(["final_loss", "baseline_loss", "steps_per_s", "torch_steps_per_s"])]
     if d.empty:
         return pd.DataFrame()
     d = d.assign(task=d["note"].str.extract(r"task=(\S+)", expand=False))
     table = d.pivot_table(index=["task", "cell", "seq_len"], columns="metric", values="value", aggfunc="median")
     table["final / baseline"] = table["final_loss"] / table["baseline_loss"]
     table["learned"] = np.where(table["final / baseline"] < 0.1, "yes", "no")
-    return table[["final_loss", "baseline_loss", "final / baseline", "learned", "steps_per_s"]].reset_index()
+    columns = ["final_loss", "baseline_loss", "final / baseline", "learned", "steps_per_s"]
+    if "torch_steps_per_s" in table:
+        table["speed-up vs torch"] = table["steps_per_s"] / table["torch_steps_per_s"]
+        columns += ["torch_steps_per_s", "speed-up vs torch"]
+    return table[columns].reset_index()
 
 
 def compare_frames(a: pd.DataFrame, b: pd.DataFrame, metric: str, threshold: float) -> pd.DataFrame:

@@ -86,7 +86,46 @@ def train_run(task: str, cell: str, seq_len: int, hidden_size: int = 32, optimiz
     rows.append(dict(base, metric="final_loss", value=final, unit=""))
     rows.append(dict(base, metric="steps_per_s", value=steps / elapsed if elapsed else float("nan"),
                      unit="1/s"))
+    torch_rate = torch_steps_per_s(model, make, seq_len, batch, optimizer, lr, clip, rng)
+    if torch_rate is not None:
+        rows.append(dict(base, metric="torch_steps_per_s", value=torch_rate, unit="1/s",
+                         note=base["note"] + " (torch: same model, task, batch and optimizer; full BPTT)"))
     return rows
+
+
+def torch_steps_per_s(model, make, seq_len, batch, optimizer, lr, clip, rng, steps: int = 30):
+    """Training steps per second of the same model in torch (when installed), the baseline."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from torch import nn
+
+    rnn = model.rnn
+    cls = {"lstm": nn.LSTM, "gru": nn.GRU}.get(rnn.cell.name, nn.RNN)
+    kwargs = {"nonlinearity": rnn.cell.nonlinearity} if rnn.cell.nonlinearity else {}
+    trnn = cls(rnn.input_size, rnn.hidden_size, **kwargs)
+    head = nn.Linear(rnn.hidden_size, model.output_size)
+    params = list(trnn.parameters()) + list(head.parameters())
+    opt = {"sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}[optimizer](params, lr=lr)
+    batches = [make(seq_len, batch, rng) for _ in range(steps + 2)]
+    elapsed = 0.0
+    for i, (x, y) in enumerate(batches):
+        start = time.perf_counter()
+        out, _ = trnn(torch.from_numpy(x))
+        pred = head(out[-1] if model.many_to_one else out)
+        if model.loss_name == "mse":
+            loss = nn.functional.mse_loss(pred, torch.from_numpy(y))
+        else:
+            loss = nn.functional.cross_entropy(pred.reshape(-1, model.output_size), torch.from_numpy(y).reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        if clip:
+            nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        if i >= 2:  # two warm-up steps
+            elapsed += time.perf_counter() - start
+    return steps / elapsed
 
 
 def _evaluate(model, x, y, step, base, rows) -> float:

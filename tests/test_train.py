@@ -15,8 +15,10 @@ def _run(*args):
 
 def test_gru_learns_a_short_adding_problem():
     rows = train_run("adding", "gru", 5, hidden_size=16, steps=300, eval_every=100, seed=0)
-    get = {r["metric"]: r["value"] for r in rows if r["metric"] in ("final_loss", "baseline_loss", "steps_per_s")}
+    get = {r["metric"]: r["value"] for r in rows
+           if r["metric"] in ("final_loss", "baseline_loss", "steps_per_s", "torch_steps_per_s")}
     assert get["final_loss"] < 0.1 * get["baseline_loss"] and get["steps_per_s"] > 0
+    assert get["torch_steps_per_s"] > 0  # torch is installed with the test extra
     evals = [r for r in rows if r["metric"] == "eval_loss"]
     assert [r["step"] for r in evals] == [0, 100, 200, 300]
     assert {r["distance"] for r in rows if r["metric"] == "grad_norm"} == {0, 1, 2, 4}
