@@ -128,10 +128,26 @@ def _default_folder(kind: str) -> Path:
 
 # --- running a sweep -----------------------------------------------------------------------------
 
-def cluster_options(fn):
-    """--workers / --scheduler on a sweeping command."""
-    fn = click.option("--scheduler", help="run on an existing Dask cluster: tcp://host:port or a scheduler file")(fn)
-    return click.option("--workers", type=int, help="run on an embedded Dask cluster of N worker processes")(fn)
+def sweep_options(section: str):
+    """The options every sweeping command shares: config file, output folder, resume, output
+    style, and where to run (in-process, --workers, --scheduler)."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+                     help=f"a TOML file with the same keys (a [{section}] table or top level)"),
+        click.option("-o", "--output", "out", type=click.Path(file_okay=False), help="results folder"),
+        click.option("--resume", is_flag=True, help="continue a folder, skipping what it holds"),
+        click.option("--quiet", is_flag=True, help="no progress bar or tables"),
+        click.option("--json", "as_json", is_flag=True, help="print a JSON summary instead of tables"),
+        click.option("--workers", type=int, help="run on an embedded Dask cluster of N worker processes"),
+        click.option("--scheduler", help="run on an existing Dask cluster: tcp://host:port or a scheduler file"),
+    ]
+
+    def wrap(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return wrap
 
 
 def _executor(workers, scheduler):
@@ -252,13 +268,7 @@ def _merge(config_path, section, allowed, flags):
 @click.option("--repeats", type=int, help="timed repeats per measurement [10]")
 @click.option("--warmup", type=int, help="untimed rounds before them [1]")
 @click.option("--threads", type=int, help="kernel threads (numba, BLAS, torch) [as is]")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="a TOML file with the same keys (a [run] table or top level)")
-@click.option("-o", "--output", "out", type=click.Path(file_okay=False), help="results folder")
-@click.option("--resume", is_flag=True, help="continue a folder, skipping what it holds")
-@click.option("--quiet", is_flag=True, help="no progress bar or tables")
-@click.option("--json", "as_json", is_flag=True, help="print a JSON summary instead of tables")
-@cluster_options
+@sweep_options("run")
 def run(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
     """Speed and memory sweep. With no flags: a quick default sweep (about a minute)."""
     from rnnbench.analysis.strategies import STRATEGIES
@@ -325,13 +335,7 @@ GRAD_KEYS = {"cells": (str,), "scales": (float, int), "inits": (str,), "seq_lens
 @click.option("--truncations", help="truncation lengths k for the fidelity experiment [1,2,5,10,20,50,100]")
 @click.option("--backend", help="[cpu]")
 @click.option("--jacobian/--no-jacobian", default=None, help="per-step Jacobian norms [on]")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="a TOML file with the same keys (a [gradients] table or top level)")
-@click.option("-o", "--output", "out", type=click.Path(file_okay=False), help="results folder")
-@click.option("--resume", is_flag=True)
-@click.option("--quiet", is_flag=True)
-@click.option("--json", "as_json", is_flag=True)
-@cluster_options
+@sweep_options("gradients")
 def gradients(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
     """Gradient-norm decay against distance, weight scale and truncation (about a minute)."""
     from rnnbench.analysis.gradients import INITS
@@ -389,13 +393,7 @@ TRAIN_KEYS = {"tasks": (str,), "cells": (str,), "seq_lens": (int,), "hidden_size
 @click.option("--batch", help="[32]")
 @click.option("--seeds", help="[0]")
 @click.option("--eval-every", "eval_every", type=int, help="[100]")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="a TOML file with the same keys (a [train] table or top level)")
-@click.option("-o", "--output", "out", type=click.Path(file_okay=False), help="results folder")
-@click.option("--resume", is_flag=True)
-@click.option("--quiet", is_flag=True)
-@click.option("--json", "as_json", is_flag=True)
-@cluster_options
+@sweep_options("train")
 def train(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
     """Train on long-dependency tasks: loss against steps, and where each cell stops learning."""
     from rnnbench.sweeps import Task
