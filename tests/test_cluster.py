@@ -64,7 +64,7 @@ def _wait_for_done(folder, n, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
         done = folder / "tasks.done"
-        if done.exists() and len(done.read_text().split()) >= n:
+        if done.exists() and len(done.read_text().splitlines()) >= n:
             return
         time.sleep(0.05)
     raise TimeoutError(f"fewer than {n} tasks done in {timeout} s")
@@ -97,8 +97,8 @@ def test_a_killed_worker_loses_no_row(dask_cluster, in_process, tmp_path):
     _wait_for_done(out, 1)
     workers[0].send_signal(signal.SIGKILL)
     assert client.wait(timeout=300) == 0, client.stderr.read()
-    done = (out / "tasks.done").read_text().split("\n")[:-1]
-    assert len(done) == len(set(done))  # every task once
+    done = (out / "tasks.done").read_text().splitlines()
+    assert len(done) == len(set(done)) == 10  # every task once
     pd.testing.assert_frame_equal(_rows(out), _rows(in_process))
 
 
@@ -109,10 +109,11 @@ def test_resume_after_a_killed_client(dask_cluster, in_process, tmp_path):
     _wait_for_done(out, 2)
     client.send_signal(signal.SIGKILL)
     client.wait()
-    before = len((out / "tasks.done").read_text().split())
+    before = (out / "tasks.done").read_text().splitlines()
     resumed = _sweep_subprocess(out, "--scheduler", str(sched_file), "--resume")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
-    assert before < len(set((out / "tasks.done").read_text().split()))
+    after = (out / "tasks.done").read_text().splitlines()
+    assert len(before) < len(after) == len(set(after)) == 10  # killed mid-sweep; resumed once each
     pd.testing.assert_frame_equal(_rows(out), _rows(in_process))  # complete, nothing twice
 
 
