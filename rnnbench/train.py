@@ -13,18 +13,12 @@ import time
 import numpy as np
 
 from rnnbench import optim, tasks
+from rnnbench.analysis.runners import torch_recurrent_module
 from rnnbench.bptt import clip_grad_norm, parse_truncation
 from rnnbench.models import SequenceModel
+from rnnbench.results import truncation_label
 
 OPTIMIZERS = {"sgd": optim.SGD, "rmsprop": optim.RMSprop, "adam": optim.Adam}
-
-
-def _adding(T, B, rng):
-    return tasks.adding_problem(T, B, rng)
-
-
-def _copy(T, B, rng):
-    return tasks.copy_memory(T, B, rng)
 
 
 def _ar(T, B, rng):
@@ -35,8 +29,8 @@ def _ar(T, B, rng):
 
 # task: (batch maker, input size, output size, many_to_one, loss, baseline(T, eval target))
 TASKS = {
-    "adding": (_adding, 2, 1, True, "mse", lambda T, y: tasks.ADDING_BASELINE),
-    "copy": (_copy, 10, 10, False, "cross_entropy", lambda T, y: tasks.copy_baseline(T)),
+    "adding": (tasks.adding_problem, 2, 1, True, "mse", lambda T, y: tasks.ADDING_BASELINE),
+    "copy": (tasks.copy_memory, 10, 10, False, "cross_entropy", lambda T, y: tasks.copy_baseline(T)),
     "ar": (_ar, 1, 1, True, "mse", lambda T, y: float(np.var(y))),
 }
 
@@ -62,8 +56,7 @@ def train_run(task: str, cell: str, seq_len: int, hidden_size: int = 32, optimiz
     opt = OPTIMIZERS[optimizer](model, lr=lr)
     base = {"experiment": "train", "cell": cell, "backend": backend, "dtype": "float32", "seq_len": seq_len,
             "batch": batch, "input_size": n_in, "hidden_size": hidden_size, "num_layers": 1,
-            "bidirectional": False, "truncation": "full" if parsed is None else
-            (str(parsed[0]) if parsed[0] == parsed[1] else f"{parsed[0]}:{parsed[1]}"),
+            "bidirectional": False, "truncation": truncation_label(parsed),
             "seed": seed, "note": f"task={task} optimizer={optimizer} lr={lr} clip={clip}"}
     rows = [dict(base, metric="baseline_loss", value=float(baseline(seq_len, y_eval)), unit="")]
     elapsed = 0.0
@@ -102,9 +95,7 @@ def torch_steps_per_s(model, make, seq_len, batch, optimizer, lr, clip, rng, ste
     from torch import nn
 
     rnn = model.rnn
-    cls = {"lstm": nn.LSTM, "gru": nn.GRU}.get(rnn.cell.name, nn.RNN)
-    kwargs = {"nonlinearity": rnn.cell.nonlinearity} if rnn.cell.nonlinearity else {}
-    trnn = cls(rnn.input_size, rnn.hidden_size, **kwargs)
+    trnn = torch_recurrent_module(rnn.cell.name, rnn.input_size, rnn.hidden_size)
     head = nn.Linear(rnn.hidden_size, model.output_size)
     params = list(trnn.parameters()) + list(head.parameters())
     opt = {"sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}[optimizer](params, lr=lr)

@@ -59,6 +59,16 @@ def check_backend(name: str) -> None:
         require_torch()
 
 
+def torch_recurrent_module(cell: str, input_size: int, hidden_size: int, **kwargs):
+    """torch's nn.RNN / nn.LSTM / nn.GRU for an rnnbench cell name (``kwargs`` as torch takes them)."""
+    from torch import nn
+
+    cls = {"lstm": nn.LSTM, "gru": nn.GRU}.get(cell, nn.RNN)
+    if cell.startswith("rnn_"):
+        kwargs["nonlinearity"] = cell[4:]
+    return cls(input_size, hidden_size, **kwargs)
+
+
 def _torch_full_bptt_only(kwargs: dict) -> None:
     if kwargs.get("checkpoint") is not None or kwargs.get("truncation") is not None:
         raise ValueError("the torch baseline runs full BPTT only (no truncation or checkpointing)")
@@ -88,13 +98,9 @@ class Runner:
 
     def _torch_setup(self):
         torch = require_torch()
-        from torch import nn
-
         c = self.config
-        cls = {"lstm": nn.LSTM, "gru": nn.GRU}.get(c.cell, nn.RNN)
-        kwargs = {"nonlinearity": c.cell[4:]} if c.cell.startswith("rnn_") else {}
-        self._module = cls(c.input_size, c.hidden_size, num_layers=c.num_layers,
-                           bidirectional=c.bidirectional, dtype=getattr(torch, c.dtype), **kwargs)
+        self._module = torch_recurrent_module(c.cell, c.input_size, c.hidden_size, num_layers=c.num_layers,
+                                              bidirectional=c.bidirectional, dtype=getattr(torch, c.dtype))
         self._module.load_state_dict({k: torch.from_numpy(v) for k, v in self.model.state_dict().items()})
         self._x = torch.from_numpy(self.x)
         self._go = torch.from_numpy(self.grad_output)

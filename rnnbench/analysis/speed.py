@@ -16,8 +16,6 @@ from rnnbench.analysis.timing import Timed, time_interleaved
 from rnnbench.cells import get_cell
 from rnnbench.results import truncation_label
 
-PHASES = ("fwd", "bwd", "fwd+bwd")
-
 
 def base_row(config: Config, backend: str, experiment: str = "speed", truncation=None, **extra) -> dict:
     row = {"experiment": experiment, "cell": config.cell, "backend": backend, "dtype": config.dtype,
@@ -97,8 +95,8 @@ def measure_speed(config: Config, backends=("cpu",), repeats: int = 5, warmup: i
             out.append(dict(row, metric="time_s", value=st.median, unit="s", **st.columns()))
             out.append(dict(row, metric="time_per_step", value=st.median / config.seq_len, unit="s"))
             out.append(dict(row, metric="gflops", value=config.flops(p) / st.median / 1e9, unit="GFLOP/s"))
-    if gemm:
-        out += measure_gemm(config, repeats, [p for p in PHASES if (b, p) in items], threads)
+    if gemm:  # every backend runs the same phases
+        out += measure_gemm(config, repeats, list(rows[0][1]), threads)
     return out
 
 
