@@ -71,7 +71,7 @@ def _choices(name, value, known) -> list[str]:
 def _truncations(value) -> list:
     """"full", "k" or "k1:k2" -> None, k or [k1, k2] (JSON-friendly)."""
     out = []
-    for v in _split(value):
+    for v in map(str, _split(value)):
         if v == "full":
             out.append(None)
             continue
@@ -375,20 +375,23 @@ def gradients(config_path, out, resume, quiet, as_json, workers, scheduler, **fl
              "truncated gradient against full BPTT (all parameters)": truncation_table(frame)})
 
 
-TRAIN_KEYS = {"tasks": (str,), "cells": (str,), "seq_lens": (int,), "hidden_size": (int,), "optimizer": (str,),
-              "lr": (float,), "clip": (float, int), "truncation": (int,), "steps": (int,), "batch": (int,),
-              "seeds": (int,), "eval_every": (int,)}
+TRAIN_KEYS = {"tasks": (str,), "cells": (str,), "seq_lens": (int, str), "hidden_size": (int,), "optimizer": (str,),
+              "lr": (float,), "clip": (float, int, str), "truncation": (int, str), "scale": (float, int, str),
+              "stream": (int,), "steps": (int,), "batch": (int,), "seeds": (int, str), "eval_every": (int,)}
 
 
 @main.command()
-@click.option("--tasks", help="adding, copy, ar [adding]")
+@click.option("--tasks", help="adding, copy, ar, sunspots, co2 [adding]")
 @click.option("--cells", help="[rnn_tanh,lstm,gru]")
-@click.option("--seq-lens", "seq_lens", help="dependency lengths (copy: the delay; ar: tau) [10,50,100]")
+@click.option("--seq-lens", "seq_lens", help="dependency lengths (copy: the delay; series: the window tau) [10,50,100]")
 @click.option("--hidden-size", "hidden_size", help="[32]")
 @click.option("--optimizer", help="sgd, rmsprop, adam [adam]")
 @click.option("--lr", type=float, help="learning rate [0.01]")
-@click.option("--clip", type=float, help="global-norm clipping, 0 for none [1.0]")
-@click.option("--truncation", type=int, help="truncated BPTT length k [full]")
+@click.option("--clip", help="global-norm clipping thresholds, 0 for none [1.0]")
+@click.option("--truncation", help="truncated BPTT: full, k or k1:k2, comma-separated [full]")
+@click.option("--scale", help="W_hh = scale x orthogonal per gate, e.g. 2 for a run that explodes [torch's init]")
+@click.option("--stream", type=int, help="series tasks: read the series in chunks of this many steps, the state "
+                                         "carried across chunks [windows of tau]")
 @click.option("--steps", type=int, help="optimizer steps [1500]")
 @click.option("--batch", help="[32]")
 @click.option("--seeds", help="[0]")
@@ -397,6 +400,7 @@ TRAIN_KEYS = {"tasks": (str,), "cells": (str,), "seq_lens": (int,), "hidden_size
 def train(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
     """Train on long-dependency tasks: loss against steps, and where each cell stops learning."""
     from rnnbench.sweeps import Task
+    from rnnbench.tasks import SERIES
     from rnnbench.train import OPTIMIZERS, TASKS
 
     v = _merge(config_path, "train", TRAIN_KEYS, flags)
@@ -408,23 +412,30 @@ def train(config_path, out, resume, quiet, as_json, workers, scheduler, **flags)
     lr = v.get("lr", 1e-2)
     if not (isinstance(lr, (int, float)) and 0 < lr < 10):
         raise click.UsageError(f"lr must be in (0, 10); got {lr!r}")
-    clip = v.get("clip", 1.0)
-    if clip < 0:
-        raise click.UsageError(f"clip must be >= 0 (0: no clipping); got {clip!r}")
-    truncation = v.get("truncation")
-    if truncation is not None:
-        _positive_ints("truncation", truncation)
+    clips = _floats("clip", v.get("clip", 1.0))
+    truncations = _truncations(v.get("truncation", "full"))
+    scales = [None] if v.get("scale") is None else _floats("scale", v["scale"])
+    stream = v.get("stream")
+    if stream is not None:
+        stream = _positive_ints("stream", stream, 10**6)[0]
+        if set(task_names) - set(SERIES):
+            raise click.UsageError(f"--stream reads a series ({', '.join(SERIES)}); "
+                                   f"not {', '.join(sorted(set(task_names) - set(SERIES)))}")
+        too_long = [t for t in truncations if t is not None and (max(t) if isinstance(t, list) else t) > stream]
+        if too_long:
+            raise click.UsageError(f"truncation {too_long[0]} is longer than the {stream}-step chunk it streams")
     steps = _positive_ints("steps", v.get("steps", 1500), 10**7)[0]
     batch = _positive_ints("batch", v.get("batch", 32), 65536)[0]
     seeds = [int(s) for s in _split(v.get("seeds", "0"))]
     eval_every = _positive_ints("eval_every", v.get("eval_every", 100), 10**7)[0]
     if "adding" in task_names and min(seq_lens) < 2:
         raise click.UsageError(f"the adding problem needs sequence lengths >= 2; got {min(seq_lens)}")
-    tasks = [Task.make("train", task=t, cell=c, seq_len=T, hidden_size=H, optimizer=optimizer, lr=lr,
-                       clip=clip or None, truncation=truncation, steps=steps, batch=batch, eval_every=eval_every,
-                       seed=s)
-             for t, c, T, s in itertools.product(task_names, cells, seq_lens, seeds)]
-    folder, frame, failures = _run_sweep(tasks, out or _default_folder("train"), resume, quiet, sys.argv,
+    runs = [Task.make("train", task=t, cell=c, seq_len=T, hidden_size=H, optimizer=optimizer, lr=lr,
+                        clip=clip or None, truncation=k, scale=s, stream=stream, steps=steps, batch=batch,
+                        eval_every=eval_every, seed=seed)
+              for t, c, T, clip, k, s, seed in itertools.product(task_names, cells, seq_lens, clips, truncations,
+                                                                  scales, seeds)]
+    folder, frame, failures = _run_sweep(runs, out or _default_folder("train"), resume, quiet, sys.argv,
                                          workers, scheduler)
     from rnnbench.report import learning_table
 

@@ -9,7 +9,6 @@ so resume and "nothing finished is lost" hold as in-process; a task that raises 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import traceback
 from pathlib import Path
 
@@ -56,10 +55,10 @@ def connect(workers: int | None = None, scheduler: str | None = None, timeout: f
         client.close()
 
 
-def _run_on_worker(task):
+def _run_on_worker(task, checkpoints):
     from distributed import get_worker
 
-    return task.run(worker=get_worker().address)
+    return task.run(worker=get_worker().address, checkpoints=checkpoints)
 
 
 def workers_info(client) -> list[dict]:
@@ -79,8 +78,9 @@ def run_distributed(tasks, folder, client, progress=None) -> int:
     todo = [t for t in tasks if t.key not in folder.done]
     futures = {}
     for task in todo:
-        key = f"rnnbench-{task.kind}-{hashlib.sha1(task.key.encode()).hexdigest()[:16]}"
-        futures[client.submit(_run_on_worker, task, key=key, pure=False,
+        # checkpoints in the results folder: resumable where workers share its file system
+        futures[client.submit(_run_on_worker, task, str(folder.checkpoints), key=f"rnnbench-{task.kind}-{task.digest}",
+                              pure=False,
                               resources={task.resource: 1})] = task
     failures = 0
     for i, future in enumerate(as_completed(futures)):

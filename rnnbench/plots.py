@@ -13,6 +13,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from rnnbench.results import training_runs
+
 CELL_COLORS = {"rnn_tanh": "#1f77b4", "rnn_relu": "#9467bd", "lstm": "#2ca02c", "gru": "#d62728"}
 CELL_LABELS = {"rnn_tanh": "RNN (tanh)", "rnn_relu": "RNN (relu)", "lstm": "LSTM", "gru": "GRU"}
 STYLES = {"cpu": "-", "reference": "--", "torch": ":", "cuda": "-.", "gemm": (0, (3, 1, 1, 1, 1, 1)),
@@ -165,35 +167,58 @@ def jacobian_distribution(df: pd.DataFrame) -> Figure:
     return fig
 
 
+RUN_STYLES = ["-", "--", ":", "-."]
+
+
+def _runs(d, settings):
+    """(label, colour, line style, rows) per training run: colour the cell, style the settings."""
+    styles = {}
+    for key, grp in d.groupby(["cell"] + settings, dropna=False, sort=True):
+        cell, values = key[0], key[1:]
+        style = styles.setdefault(values, RUN_STYLES[len(styles) % len(RUN_STYLES)])
+        label = ", ".join([CELL_LABELS.get(cell, cell)] + [f"{s}={v}" for s, v in zip(settings, values)])
+        yield label, CELL_COLORS.get(cell, "k"), style, grp
+
+
 def learning_curves(df: pd.DataFrame) -> Figure:
-    """Held-out loss against optimizer steps, a panel per dependency length, a line per cell;
-    dashed: the memoryless baseline."""
-    d = df[df["experiment"] == "train"]
-    lengths = sorted(d["seq_len"].unique())
-    fig, axes = _figure(len(lengths), width=4.4)
-    for ax, T in zip(axes, lengths):
-        dT = d[d["seq_len"] == T]
-        for cell, grp in dT[dT["metric"] == "eval_loss"].groupby("cell"):
-            curve = grp.groupby("step")["value"].median()
-            ax.plot(curve.index, curve.values, color=CELL_COLORS.get(cell, "k"), label=CELL_LABELS.get(cell, cell))
-        base = dT[dT["metric"] == "baseline_loss"]["value"]
-        if len(base):
-            ax.axhline(base.median(), color="0.4", ls="--", lw=1, label="memoryless baseline")
-        ax.set(yscale="log", xlabel="optimizer step", ylabel="held-out loss", title=f"dependency length T = {T}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("Learning a long dependency: held-out loss against steps")
+    """Top: held-out loss against optimizer steps, a panel per task and dependency length, a line
+    per run; dashed: the memoryless baseline (dotted: AutoReg). Bottom: ||dL/dh_k|| of that loss at
+    the farthest distance tracked, during the same training."""
+    d, settings = training_runs(df)
+    panels = sorted({(t, T) for t, T in zip(d["task"], d["seq_len"])})
+    fig = Figure(figsize=(4.6 * len(panels), 7.8), layout="constrained")
+    axes = fig.subplots(2, len(panels), squeeze=False, sharex="col")
+    for (top, bottom), (task, T) in zip(axes.T, panels):
+        dT = d[(d["task"] == task) & (d["seq_len"] == T)]
+        far = dT.loc[dT["metric"] == "grad_norm", "distance"].max()
+        for label, color, style, grp in _runs(dT, settings):
+            loss = grp[grp["metric"] == "eval_loss"].groupby("step")["value"].median()
+            top.plot(loss.index, loss.values, color=color, ls=style, label=label)
+            norm = grp[(grp["metric"] == "grad_norm") & (grp["distance"] == far)].groupby("step")["value"].median()
+            bottom.plot(norm.index, norm.values, color=color, ls=style, label=label)
+        for metric, ls, name in (("baseline_loss", "--", "memoryless baseline"), ("autoreg_loss", ":", "AutoReg")):
+            base = dT[dT["metric"] == metric]["value"]
+            if len(base):
+                top.axhline(base.median(), color="0.4", ls=ls, lw=1, label=name)
+        top.set(yscale="log", ylabel="held-out loss", title=f"{task}, length T = {T}")
+        bottom.set(yscale="log", xlabel="optimizer step", ylabel=f"||dL/dh_k|| at distance k = {far:g}")
+        for ax in (top, bottom):
+            ax.grid(True, which="both", alpha=0.3)
+        top.legend(fontsize=7)
+    fig.suptitle("Learning a long dependency: held-out loss, and the gradient reaching the far past")
     return fig
 
 
 def final_loss_vs_length(df: pd.DataFrame) -> Figure:
-    """Final held-out loss over the baseline against dependency length: below 0.1 is learned."""
-    d = df[(df["experiment"] == "train") & df["metric"].isin(["final_loss", "baseline_loss"])]
+    """Final held-out loss over the baseline against dependency length, a line per run setting:
+    below 0.1 is learned."""
+    d, settings = training_runs(df)
+    settings = (["task"] if d["task"].nunique() > 1 else []) + settings
     fig, (ax,) = _figure()
-    table = d.pivot_table(index=["cell", "seq_len"], columns="metric", values="value", aggfunc="median")
-    for cell, grp in (table["final_loss"] / table["baseline_loss"]).groupby(level="cell"):
-        ax.plot(grp.index.get_level_values("seq_len"), grp.values, color=CELL_COLORS.get(cell, "k"), marker="o",
-                label=CELL_LABELS.get(cell, cell))
+    for label, color, style, grp in _runs(d[d["metric"].isin(["final_loss", "baseline_loss"])], settings):
+        table = grp.pivot_table(index="seq_len", columns="metric", values="value", aggfunc="median")
+        ratio = table["final_loss"] / table["baseline_loss"]
+        ax.plot(ratio.index, ratio.values, color=color, ls=style, marker="o", label=label)
     ax.axhline(1.0, color="0.4", ls="--", lw=1, label="baseline")
     ax.axhline(0.1, color="0.6", ls=":", lw=1, label="a tenth of the baseline")
     ax.set(yscale="log", xscale="log", xlabel="dependency length T (steps)", ylabel="final loss / baseline",

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from rnnbench import plots
-from rnnbench.results import CONFIG_COLUMNS, load, load_meta, to_frame
+from rnnbench.results import CONFIG_COLUMNS, TRAIN_SETTINGS, load, load_meta, to_frame, training_runs
 
 MIB = 2**20
 
@@ -83,16 +83,23 @@ def truncation_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def learning_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per task, cell and length: final held-out loss, the baseline, their ratio, steps/s."""
-    d = frame[frame["experiment"] == "train"] if "experiment" in frame else frame.iloc[0:0]
-    d = d[d["metric"].isin(["final_loss", "baseline_loss", "steps_per_s", "torch_steps_per_s"])]
+    """Per run (task, cell, length and whatever settings vary): final held-out loss, the
+    memoryless baseline (and the AutoReg one for series), their ratio, steps/s against torch."""
+    d, settings = training_runs(frame)
+    d = d[d["metric"].isin(["final_loss", "baseline_loss", "autoreg_loss", "steps_per_s", "torch_steps_per_s"])]
     if d.empty:
         return pd.DataFrame()
-    d = d.assign(task=d["note"].str.extract(r"task=(\S+)", expand=False))
-    table = d.pivot_table(index=["task", "cell", "seq_len"], columns="metric", values="value", aggfunc="median")
+    table = d.pivot_table(index=["task", "cell", "seq_len"] + settings, columns="metric", values="value",
+                          aggfunc="median", dropna=False)
+    table = table.dropna(how="all")
+    # nan when the run diverged: its loss is no number, and it learned nothing
     table["final / baseline"] = table["final_loss"] / table["baseline_loss"]
     table["learned"] = np.where(table["final / baseline"] < 0.1, "yes", "no")
-    columns = ["final_loss", "baseline_loss", "final / baseline", "learned", "steps_per_s"]
+    columns = ["final_loss", "baseline_loss", "final / baseline", "learned"]
+    if "autoreg_loss" in table:
+        table["final / AutoReg"] = table["final_loss"] / table["autoreg_loss"]
+        columns[2:2] = ["autoreg_loss", "final / AutoReg"]
+    columns.append("steps_per_s")
     if "torch_steps_per_s" in table:
         table["speed-up vs torch"] = table["steps_per_s"] / table["torch_steps_per_s"]
         columns += ["torch_steps_per_s", "speed-up vs torch"]
@@ -165,12 +172,7 @@ def readings(frame: pd.DataFrame) -> list[str]:
         for cell, grp in dec.groupby("cell"):
             rates = ", ".join(f"s={r.scale:g}: {r.decay_rate:.3f}" for r in grp.itertuples() if np.isfinite(r.decay_rate))
             out.append(f"{plots.CELL_LABELS.get(cell, cell)}: fitted ||dL/dh_k|| factor per step {rates}.")
-    learn = learning_table(frame)
-    for (task, cell), grp in learn.groupby(["task", "cell"]) if len(learn) else []:
-        learned = grp[grp["learned"] == "yes"]["seq_len"].tolist()
-        failed = grp[grp["learned"] == "no"]["seq_len"].tolist()
-        out.append(f"{task}, {plots.CELL_LABELS.get(cell, cell)}: held-out loss below a tenth of the baseline "
-                   f"at lengths {learned or 'none'}; not at {failed or 'none'}.")
+    out += learning_readings(learning_table(frame))
     tr = truncation_table(frame)
     if len(tr) and "grad_cosine" in tr:
         parts = []
@@ -179,6 +181,31 @@ def readings(frame: pd.DataFrame) -> list[str]:
             parts.append(f"{plots.CELL_LABELS.get(cell, cell)} k = {int(good.min())}" if len(good) else
                          f"{plots.CELL_LABELS.get(cell, cell)} none")
         out.append("shortest truncation keeping cosine >= 0.99 with full BPTT: " + "; ".join(parts) + ".")
+    return out
+
+
+def learning_readings(learn: pd.DataFrame) -> list[str]:
+    """Where each cell learns, and what clipping and truncation changed between otherwise equal runs."""
+    if learn.empty:
+        return []
+    out = []
+    for (task, cell), grp in learn.groupby(["task", "cell"]):
+        learned = sorted(set(grp[grp["learned"] == "yes"]["seq_len"]))
+        failed = sorted(set(grp[grp["learned"] == "no"]["seq_len"]))
+        out.append(f"{task}, {plots.CELL_LABELS.get(cell, cell)}: held-out loss below a tenth of the baseline "
+                   f"at lengths {learned or 'none'}; not at {failed or 'none'}.")
+    keys = [c for c in learn.columns if c in ["task", "cell", "seq_len", *TRAIN_SETTINGS]]
+    for setting, name in (("clip", "clipping at global norm"), ("truncation", "truncated BPTT k")):
+        if setting not in keys:
+            continue
+        others = [k for k in keys if k != setting]
+        for key, grp in learn.groupby(others, dropna=False):
+            if len(grp) < 2:
+                continue
+            run = ", ".join(f"{k}={v}" for k, v in zip(others, key) if k not in ("optimizer", "lr", "batch"))
+            parts = "; ".join(f"{name} {v}: " + (f"final / baseline {r:.3g}" if np.isfinite(r) else "diverged (no finite loss)")
+                              for v, r in zip(grp[setting], grp["final / baseline"]))
+            out.append(f"{run}: {parts}.".replace(f"{name} 0.0", "no clipping"))
     return out
 
 

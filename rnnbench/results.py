@@ -16,7 +16,8 @@ COLUMNS = ["experiment", "cell", "backend", "dtype", "seq_len", "batch", "input_
            "num_layers", "bidirectional", "truncation", "metric", "value", "unit"]
 # Columns that say what was measured (``--resume`` keys on these), in the order tables show them.
 CONFIG_COLUMNS = [c for c in COLUMNS if c not in ("metric", "value", "unit")] + [
-    "phase", "threads", "strategy", "step", "distance", "scale", "init", "seed", "param", "chunk"]
+    "task", "optimizer", "lr", "clip", "phase", "threads", "strategy", "step", "distance", "scale", "init", "seed",
+    "param", "chunk"]
 
 
 def truncation_label(truncation) -> str:
@@ -98,7 +99,7 @@ def environment() -> dict:
     return {
         "rnnbench": __version__,
         "python": platform.python_version(),
-        "packages": {p: _version(p) for p in ("numba", "numpy", "scipy", "pandas", "llvmlite", "torch")},
+        "packages": {p: _version(p) for p in ("numba", "numpy", "scipy", "pandas", "llvmlite", "torch", "statsmodels")},
         "cpu": cpu_info(),
         "threads": get_num_threads(),
         "gpu": gpu_status(),
@@ -111,7 +112,8 @@ def environment() -> dict:
 # Columns an experiment may add beside COLUMNS, in the order a results.csv holds them.
 EXTRA_COLUMNS = ["phase", "threads", "strategy", "step", "distance", "scale", "init", "seed", "seeds", "param",
                  "chunk", "k", "stat", "status", "cache", "repeats", "time_s_min", "time_s_max",
-                 "time_s_iqr", "value_q10", "value_q90", "note", "host", "cpu", "worker", "task", "error"]
+                 "time_s_iqr", "value_q10", "value_q90", "note", "host", "cpu", "worker", "task_key", "error",
+                 "task", "optimizer", "lr", "clip"]
 ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS
 
 
@@ -133,6 +135,7 @@ class ResultsFolder:
             raise OSError(f"cannot write to the output folder {self.path}: {e.strerror or e}") from None
         self.csv = self.path / "results.csv"
         self.done_file = self.path / "tasks.done"
+        self.checkpoints = self.path / "checkpoints"  # training runs in progress (train.py)
         if self.csv.exists() and not resume:
             raise FileExistsError(f"{self.csv} exists: pass --resume to continue it, or choose another -o folder")
         self.done = set(self.done_file.read_text().split("\n")) - {""} if self.done_file.exists() else set()
@@ -154,7 +157,7 @@ class ResultsFolder:
         if not text.endswith("\n"):
             text = text[: text.rfind("\n") + 1]
         frame = pd.read_csv(io.StringIO(text), low_memory=False) if text else pd.DataFrame(columns=ALL_COLUMNS)
-        kept = frame[frame["task"].isin(self.done)]
+        kept = frame[frame["task_key"].isin(self.done)]
         if len(kept) != len(frame) or len(text) != self.csv.stat().st_size:
             kept.to_csv(self.csv, index=False)
 
@@ -164,7 +167,7 @@ class ResultsFolder:
         unknown = {k for row in rows for k in row} - set(ALL_COLUMNS)
         if unknown:
             raise ValueError(f"rows carry columns results.csv does not know: {sorted(unknown)}")
-        frame = pd.DataFrame([dict(r, task=task) for r in rows], columns=ALL_COLUMNS)
+        frame = pd.DataFrame([dict(r, task_key=task) for r in rows], columns=ALL_COLUMNS)
         text = frame.to_csv(index=False, header=not self.csv.exists())
         for path, data in ((self.csv, text), (self.done_file, task + "\n")):
             with open(path, "a") as f:
@@ -207,3 +210,17 @@ def load_meta(folder) -> dict:
 
     path = Path(folder) / "meta.json"
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+# What tells training runs apart besides task, cell and length; filled where a run used the default.
+TRAIN_SETTINGS = {"optimizer": None, "lr": None, "clip": 0.0, "truncation": "full", "scale": "init",
+                  "chunk": "windows", "hidden_size": None, "batch": None, "seed": None}
+
+
+def training_runs(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The training rows with default settings spelt out, and the settings that vary among them."""
+    d = frame[frame["experiment"] == "train"] if "experiment" in frame else frame.iloc[0:0]
+    fills = {c: v for c, v in TRAIN_SETTINGS.items() if v is not None and c in d}
+    d = d.assign(**{c: d[c].astype(object).where(d[c].notna(), v) for c, v in fills.items()})
+    varying = [c for c in TRAIN_SETTINGS if c in d and d[c].nunique(dropna=False) > 1]
+    return d, varying

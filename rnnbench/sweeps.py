@@ -6,10 +6,12 @@ tasks the folder already holds (``--resume``), and records a failing task instea
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 from rnnbench.analysis.runners import Config
 
@@ -49,10 +51,10 @@ def _truncation(p):
     return truncation_experiment(_config(p), p["ks"], backend=p["backend"], repeats=p["repeats"])
 
 
-def _train(p):
+def _train(p, checkpoint=None):
     from rnnbench.train import train_run
 
-    return train_run(**p)
+    return train_run(**p, checkpoint=checkpoint)
 
 
 KINDS = {"train": _train, "speed": _speed, "memory": _memory, "decay": _decay, "jacobian": _jacobian,
@@ -92,8 +94,9 @@ class Task:
             f"{k}={p[k]}" for k in ("seq_len", "hidden_size", "scale", "strategy", "backend") if k in p]
         return f"{self.kind} " + " ".join(str(x) for x in parts if x != "")
 
-    def run(self, worker: str = "in-process") -> list[dict]:
-        """The experiment's rows, each saying where it was measured."""
+    def run(self, worker: str = "in-process", checkpoints: str | None = None) -> list[dict]:
+        """The experiment's rows, each saying where it was measured. Training saves its progress
+        under the folder ``checkpoints`` (when given) and resumes from it."""
         from rnnbench.runtime import pinned_threads
 
         where = {"host": socket.gethostname(), "cpu": _cpu_model(), "worker": worker}
@@ -101,9 +104,16 @@ class Task:
         if self.kind in DETERMINISTIC:  # the same bits in-process and on any worker
             with pinned_threads(1):
                 rows = KINDS[self.kind](params)
+        elif self.kind == "train":
+            rows = _train(params, checkpoints and str(Path(checkpoints) / f"{self.digest}.pkl"))
         else:
             rows = KINDS[self.kind](params)
         return [dict(row, **where) for row in rows]
+
+    @property
+    def digest(self) -> str:
+        """A short file-name-safe name of the task."""
+        return hashlib.sha1(self.key.encode()).hexdigest()[:16]
 
     @property
     def resource(self) -> str:
@@ -133,7 +143,7 @@ def run_in_process(tasks, folder, progress=None) -> int:
         if progress is not None:
             progress(task, i)
         try:
-            rows = task.run()
+            rows = task.run(checkpoints=str(folder.checkpoints))
         except Exception as e:  # recorded, and the sweep goes on
             failures += 1
             folder.fail(task.key, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")

@@ -82,3 +82,55 @@ def ar_windows(series, tau: int, dtype="float32"):
         raise ValueError(f"a series of {len(series)} values is too short for tau = {tau}")
     windows = np.lib.stride_tricks.sliding_window_view(series[:-1], tau)
     return windows.T[:, :, None].astype(dtype), series[tau:, None].astype(dtype)
+
+
+# --- series forecasting (seed 000): one-step-ahead prediction of a univariate series ------------
+
+SERIES = ("ar", "sunspots", "co2")
+TRAIN_FRACTION = 0.8  # the first 80% trains (and standardises); the rest is held out
+
+
+def load_series(name: str, seed: int = 0, length: int = 5000) -> np.ndarray:
+    """A univariate series: the synthetic AR(3) of ``ar_series`` (``length`` values from ``seed``), or
+    a real one that statsmodels ships (optional extra ``series``): yearly sunspot numbers 1700-2008
+    (309 values), or the Mauna Loa CO2 record as monthly means differenced month to month (525
+    values; the level's trend would leave the held-out part outside the training range)."""
+    if name == "ar":
+        return ar_series(length, rng=np.random.default_rng(seed))
+    if name not in SERIES:
+        raise ValueError(f"unknown series {name!r}; known: {', '.join(SERIES)}")
+    try:
+        from statsmodels import datasets
+    except ImportError:
+        raise ImportError(f"the {name} series ships with statsmodels, an optional extra: "
+                          "pip install 'rnnbench[series]'") from None
+    if name == "sunspots":
+        return datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(float)
+    monthly = datasets.co2.load_pandas().data["co2"].resample("MS").mean().interpolate()
+    return np.diff(monthly.to_numpy(float))
+
+
+def standardise(series) -> tuple[np.ndarray, int]:
+    """The series scaled to zero mean and unit variance over its training part; returns it and
+    the training part's length."""
+    series = np.asarray(series, dtype=float)
+    n_train = int(len(series) * TRAIN_FRACTION)
+    train = series[:n_train]
+    return (series - train.mean()) / train.std(), n_train
+
+
+def autoreg_mse(series, n_train: int, tau: int) -> float:
+    """The classical baseline: AR(tau) with a constant, fitted by statsmodels' AutoReg on the
+    training part; its one-step-ahead MSE on every held-out value (from the true past values)."""
+    try:
+        from statsmodels.tsa.ar_model import AutoReg
+    except ImportError:
+        raise ImportError("the AutoReg baseline needs statsmodels, an optional extra: "
+                          "pip install 'rnnbench[series]'") from None
+    series = np.asarray(series, dtype=float)
+    if n_train <= 2 * tau + 1:
+        raise ValueError(f"a training part of {n_train} values is too short to fit AR(tau = {tau})")
+    params = AutoReg(series[:n_train], lags=tau, trend="c").fit().params  # constant, lag 1..tau
+    past = np.lib.stride_tricks.sliding_window_view(series[n_train - tau : -1], tau)[:, ::-1]
+    predictions = params[0] + past @ params[1:]
+    return float(np.mean((series[n_train:] - predictions) ** 2))

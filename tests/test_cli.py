@@ -190,11 +190,14 @@ def test_shipped_example_configs_parse(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cli, "_run_sweep", record_and_stop)
     for path in sorted(Path(__file__).parent.parent.joinpath("examples").glob("*.toml")):
-        command = "gradients" if "[gradients]" in path.read_text() else "run"
+        text = path.read_text()
+        command = next((c for c in ("gradients", "train") if f"[{c}]" in text), "run")
         r = invoke(command, "--config", str(path), "--backends", "cpu") if command == "run" else \
             invoke(command, "--config", str(path))
         assert r.exit_code == 0, (path, r.output)
-    assert len(ran) == 3 and all(len(t) > 0 for t in ran)
+    assert len(ran) == 6 and all(len(t) > 0 for t in ran)
+    clipping, series, truncation = ran.pop(0), ran.pop(3), ran.pop(3)  # sorted by file name
+    assert (len(clipping), len(series), len(truncation)) == (2, 3 * 3, 2 * 2)
     deepbench = [t for t in ran[0] if t.kind == "speed"]
     assert {json.loads(t.params)["input_size"] for t in deepbench} == {512, 1024}
     assert all(json.loads(t.params)["input_size"] == json.loads(t.params)["hidden_size"] for t in deepbench)

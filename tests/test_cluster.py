@@ -52,7 +52,7 @@ def _rows(folder):
     frame = pd.read_csv(folder / "results.csv")
     det = frame[~frame.metric.isin(VARIABLE)].drop(
         columns=["worker", "host", "time_s_min", "time_s_max", "time_s_iqr", "repeats"])
-    return det.sort_values(["task", "metric", "step", "param", "stat"]).reset_index(drop=True)
+    return det.sort_values(["task_key", "metric", "step", "param", "stat"]).reset_index(drop=True)
 
 
 def _sweep_subprocess(out, *extra):

@@ -45,3 +45,34 @@ def test_ar_series_and_windows():
         tasks.ar_windows(series[:10], 10)
     with pytest.raises(ValueError, match="non-stationary"):
         tasks.ar_series(10, coefficients=(1.2,))
+
+
+def test_series_are_standardised_on_their_training_part():
+    for name, length in (("ar", 5000), ("sunspots", 309), ("co2", 525)):
+        series, n_train = tasks.standardise(tasks.load_series(name))
+        assert len(series) == length and n_train == int(0.8 * length) and np.isfinite(series).all()
+        assert series[:n_train].mean() == pytest.approx(0, abs=1e-12)
+        assert series[:n_train].std() == pytest.approx(1, rel=1e-12)
+
+
+def test_autoreg_baseline_is_statsmodels_one_step_forecast():
+    from statsmodels.tsa.ar_model import AutoReg
+
+    series, n = tasks.standardise(tasks.load_series("sunspots"))
+    params = AutoReg(series[:n], lags=9, trend="c").fit().params
+    predicted = AutoReg(series, lags=9, trend="c").predict(params, start=n, end=len(series) - 1)
+    assert tasks.autoreg_mse(series, n, 9) == pytest.approx(np.mean((series[n:] - predicted) ** 2), rel=1e-12)
+    # the synthetic AR(3): a fitted AR(3) leaves about the noise, 0.1^2 before standardising
+    raw = tasks.load_series("ar")
+    s, n_ar = tasks.standardise(raw)
+    assert tasks.autoreg_mse(s, n_ar, 3) * raw[:n_ar].var() == pytest.approx(0.01, rel=0.1)
+    with pytest.raises(ValueError, match="training part of 247 values is too short to fit AR"):
+        tasks.autoreg_mse(series, n, 200)
+
+
+def test_series_errors(monkeypatch):
+    with pytest.raises(ValueError, match="unknown series 'nile'"):
+        tasks.load_series("nile")
+    monkeypatch.setitem(__import__("sys").modules, "statsmodels", None)
+    with pytest.raises(ImportError, match=r"rnnbench\[series\]"):
+        tasks.load_series("co2")

@@ -1,10 +1,15 @@
 """Training: the loop's rows, learning on an easy case, and its errors."""
+import re
+
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+import numpy as np
+
+import rnnbench as rb
 from rnnbench import cli
-from rnnbench.train import train_run
+from rnnbench.train import Stream, make_problem, train_run
 
 
 def _run(*args):
@@ -24,23 +29,74 @@ def test_gru_learns_a_short_adding_problem():
     assert {r["distance"] for r in rows if r["metric"] == "grad_norm"} == {0, 1, 2, 4}
 
 
-@pytest.mark.parametrize("task", ["copy", "ar"])
-def test_other_tasks_run(task):
-    rows = train_run(task, "lstm", 4, hidden_size=8, steps=5, eval_every=5, eval_batch=20, truncation=2)
-    assert {"loss", "eval_loss", "baseline_loss", "final_loss", "steps_per_s"} <= {r["metric"] for r in rows}
+@pytest.mark.parametrize("task, stream", [("copy", None), ("ar", None), ("sunspots", None), ("co2", 6)])
+def test_other_tasks_run(task, stream):
+    rows = train_run(task, "lstm", 4, hidden_size=8, steps=5, eval_every=5, eval_batch=20, truncation=2,
+                     stream=stream, batch=4)
+    metrics = {r["metric"] for r in rows}
+    assert {"loss", "eval_loss", "baseline_loss", "final_loss", "steps_per_s"} <= metrics
+    assert ("autoreg_loss" in metrics) == (task != "copy")
+    assert {r["task"] for r in rows} == {task} and {r["chunk"] for r in rows} == {stream}
 
 
-def test_train_command_and_report(tmp_path):
-    out = tmp_path / "t"
-    r = _run("--cells", "gru,rnn_tanh", "--seq-lens", "4", "--steps", "20", "--eval-every", "10",
-             "--hidden-size", "8", "-o", str(out))
-    assert r.exit_code == 0, r.output
-    frame = pd.read_csv(out / "results.csv")
-    assert set(frame.cell) == {"gru", "rnn_tanh"} and (frame.task.str.startswith("train:")).all()
-    rep = CliRunner().invoke(cli.main, ["report", str(out), "-o", str(tmp_path / "rep")])
-    assert rep.exit_code == 0
-    md = (tmp_path / "rep" / "report.md").read_text()
-    assert "Learning: final held-out loss" in md and "learning_curves.png" in md
+def _without_timings(rows):
+    return [{k: v for k, v in r.items() if k != "value"} | {"value": r["value"]} for r in rows
+            if r["metric"] not in ("steps_per_s", "torch_steps_per_s")]
+
+
+@pytest.mark.parametrize("task, stream", [("adding", None), ("ar", 5)])
+def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, monkeypatch, task, stream):
+    kwargs = dict(hidden_size=8, steps=30, eval_every=10, batch=4, eval_batch=16, stream=stream, seed=3)
+    whole = train_run(task, "lstm", 6, **kwargs)
+    path = tmp_path / "run.pkl"
+    calls, step = [0], rb.optim.Adam.step
+
+    def interrupted(self, grads):  # Ctrl-C during the 26th step, after the checkpoint at step 20
+        calls[0] += 1
+        if calls[0] == 26:
+            raise KeyboardInterrupt
+        step(self, grads)
+
+    monkeypatch.setattr(rb.optim.Adam, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(task, "lstm", 6, checkpoint=path, **kwargs)
+    assert path.exists()
+    calls[0] = -1000
+    resumed = train_run(task, "lstm", 6, checkpoint=path, **kwargs)
+    assert calls[0] == -1000 + 10  # it went on from step 20, not from the start
+    assert _without_timings(resumed) == _without_timings(whole) and not path.exists()
+
+
+def test_stream_carries_the_state_across_chunks():
+    x = np.arange(12, dtype=np.float32).reshape(6, 2, 1)
+    st = Stream(x, x + 1, chunk=2)
+    firsts = [st.next()[0][0, 0, 0] for _ in range(4)]
+    assert firsts == [0, 4, 8, 0]  # the third chunk ends the streams; the fourth starts over
+    st.state = "h"
+    st.next(), st.next()
+    assert st.state == "h"
+    st.next()
+    assert st.state is None
+    # one training step of stream mode reads the chunk after the previous one, from its state
+    problem = make_problem("ar", 4, batch=2, stream=3)
+    a, _ = problem.stream.next()
+    b, _ = problem.stream.next()
+    np.testing.assert_array_equal(a[1:, :, 0], problem.stream.x[1:3, :, 0])
+    np.testing.assert_array_equal(b[0], problem.stream.x[3])
+
+
+def test_clipping_tames_a_run_that_explodes():
+    # relu RNN with W_hh = 1.5 x orthogonal and plain SGD: the gradient reaching back 29 steps is
+    # 50x the one at the last step, and one unclipped step sends the loss to infinity
+    kwargs = dict(hidden_size=16, steps=20, eval_every=10, scale=1.5, lr=0.1, optimizer="sgd", seed=0)
+    wild = train_run("adding", "rnn_relu", 30, clip=None, **kwargs)
+    tame = train_run("adding", "rnn_relu", 30, clip=1.0, **kwargs)
+    norms = [{r["distance"]: r["value"] for r in rows if r["metric"] == "grad_norm" and r["step"] == 0}
+             for rows in (wild, tame)]
+    assert norms[0] == norms[1] and norms[0][29] > 30 * norms[0][0]
+    get = [{r["metric"]: r for r in rows} for rows in (wild, tame)]
+    assert get[0]["diverged"]["step"] == 1 and np.isnan(get[0]["final_loss"]["value"])
+    assert "diverged" not in get[1] and get[1]["final_loss"]["value"] < 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -48,8 +104,61 @@ def test_train_command_and_report(tmp_path):
     (["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
     (["--lr", "0"], "lr must be in (0, 10); got 0.0"),
     (["--seq-lens", "1"], "the adding problem needs sequence lengths >= 2; got 1"),
-    (["--clip", "-1"], "clip must be >= 0"),
+    (["--clip", "-1"], "clip: values must be in [0, 1e6)"),
+    (["--stream", "10"], "--stream reads a series (ar, sunspots, co2); not adding"),
+    (["--tasks", "ar", "--stream", "10", "--truncation", "20"], "truncation 20 is longer than the 10-step chunk"),
+    (["--truncation", "ten"], "truncation 'ten': use full, k or k1:k2"),
 ])
 def test_bad_training_flags(args, message):
     r = _run(*args)
     assert r.exit_code == 2 and message in r.text, r.output
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(task="adding", stream=10), "stream mode reads a series"),
+    (dict(task="ar", stream=10, truncation=(5, 20)), "truncation 5:20 is longer than the 10-step chunk"),
+    (dict(task="sunspots", seq_len=150), "training part of 247 values is too short to fit AR(tau = 150)"),
+    (dict(task="co2", stream=30, batch=32), "cannot hold 32 streams of one 30-step chunk"),
+    (dict(lr=0.0), "lr must be > 0; got 0.0"),
+    (dict(task="parity"), "unknown task 'parity'"),
+])
+def test_bad_training_arguments(kwargs, message):
+    args = dict(dict(task="adding", cell="gru", seq_len=10, steps=2), **kwargs)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train_run(**args)
+
+
+def test_clipping_and_truncation_runs_are_told_apart(tmp_path):
+    out = tmp_path / "t"
+    r = _run("--cells", "rnn_tanh", "--seq-lens", "6", "--steps", "10", "--eval-every", "5", "--hidden-size", "8",
+             "--clip", "0,1", "--truncation", "full,2", "--scale", "2", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    rep = CliRunner().invoke(cli.main, ["report", str(out), "-o", str(tmp_path / "rep")])
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert rep.exit_code == 0 and "| clip | truncation |" in md.replace("seq_len | ", "")
+    assert "no clipping: final / baseline" in md and "truncated BPTT k 2: final / baseline" in md
+
+
+def test_a_killed_training_sweep_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    from rnnbench.results import ResultsFolder
+    from rnnbench.sweeps import Task, run_in_process
+
+    task = Task.make("train", task="adding", cell="gru", seq_len=5, hidden_size=8, steps=20, eval_every=5, batch=4,
+                     eval_batch=8)
+    calls, step = [0], rb.optim.Adam.step
+
+    def killed(self, grads):
+        calls[0] += 1
+        if calls[0] == 12:
+            raise KeyboardInterrupt
+        step(self, grads)
+
+    monkeypatch.setattr(rb.optim.Adam, "step", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_in_process([task], ResultsFolder(tmp_path / "r"))
+    assert (tmp_path / "r" / "checkpoints" / f"{task.digest}.pkl").exists()
+    calls[0] = -1000
+    assert run_in_process([task], ResultsFolder(tmp_path / "r", resume=True)) == 0
+    assert calls[0] == -1000 + 10  # steps 10 to 19
+    frame = pd.read_csv(tmp_path / "r" / "results.csv")
+    assert sorted(frame[frame.metric == "loss"].step) == list(range(20))
