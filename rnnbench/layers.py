@@ -259,10 +259,11 @@ class RecurrentLayer:
         rec = self._record
         if rec is None or not isinstance(rec.tapes[layer][direction], Tape):
             raise RuntimeError("gate activations need a preceding forward with grad=True and no checkpoint")
-        gates = rec.tapes[layer][direction].steps.get("gates")
-        H = self.hidden_size
-        names = self.cell.gate_names
-        values = {n: gates[..., k * H : (k + 1) * H] for k, n in enumerate(names)}
+        steps, H, names = rec.tapes[layer][direction].steps, self.hidden_size, self.cell.gate_names
+        if "gates" in steps:  # side by side in one array (reference)
+            values = {n: steps["gates"][..., k * H : (k + 1) * H] for k, n in enumerate(names)}
+        else:  # one array per gate, under its name (cpu)
+            values = {n: steps[n] for n in names}
         if rec.unbatched:
             values = {n: v[:, 0] for n, v in values.items()}
         return values

@@ -10,7 +10,7 @@ import pytest
 import rnnbench as rb
 from rnnbench.backends.cpu import activations, dispatchers
 
-KERNELS = dispatchers() + [activations.sigmoid, activations.activate, activations.activate_grad]
+KERNELS = dispatchers() + [activations.activate, activations.activate_grad]
 
 SCRIPT = """
 import json, time

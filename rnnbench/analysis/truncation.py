@@ -28,7 +28,8 @@ def compare(truncated: dict, full: dict, names) -> dict[str, dict]:
             a, b = truncated[name].ravel(), full[name].ravel()
         nb = np.linalg.norm(b)
         na = np.linalg.norm(a)
-        out[name] = {"grad_cosine": float(a @ b / (na * nb)) if na * nb > 0 else float("nan"),
+        # clipped to [-1, 1]: a @ b and na * nb round differently, even for a == b
+        out[name] = {"grad_cosine": float(np.clip(a @ b / (na * nb), -1, 1)) if na * nb > 0 else float("nan"),
                      "grad_rel_error": float(np.linalg.norm(a - b) / nb) if nb > 0 else float("nan"),
                      "grad_norm_share": float(na / nb) if nb > 0 else float("nan")}
     return out

@@ -1,24 +1,28 @@
 """The Numba CPU backend: whole-sequence matrix products around an @njit recurrence per cell.
 
-A forward is one input projection for all steps (``x W_ih^T + b_ih``, a single GEMM) and then
+A forward is one input projection for all steps (``x W_ih^T``, a single GEMM) and then
 the cell's recurrence, which multiplies by W_hh and applies the gate math step by step.
 A backward runs the cell's recurrence in reverse to get the gate gradients of every step, and
-then makes every weight gradient and the input gradient as one GEMM over all steps.
+then makes every weight gradient and the input gradient as one GEMM over all steps. Every
+product runs on Numba's threads (``matmul.py``).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from rnnbench.backends.base import BackwardResult, LayerWeights, Tape
-from rnnbench.backends.cpu import gru, lstm, rnn
+from rnnbench.backends.cpu import gru, lstm, matmul, rnn
+from rnnbench.backends.cpu.matmul import gemm, gemm_tn_add
+from rnnbench.runtime import keep_freed_memory, single_threaded_numba_blas
 
 KERNELS = {"rnn_tanh": rnn, "rnn_relu": rnn, "lstm": lstm, "gru": gru}
 
 
 def dispatchers() -> list:
     """Every @njit kernel of the backend: their ``stats`` count compilations and cache loads."""
-    return [getattr(mod, f"{prefix}_{pass_}") for mod, prefix in ((rnn, "rnn"), (lstm, "lstm"), (gru, "gru"))
-            for pass_ in ("forward", "backward")]
+    cells = [getattr(mod, f"{prefix}_{pass_}") for mod, prefix in ((rnn, "rnn"), (lstm, "lstm"), (gru, "gru"))
+             for pass_ in ("forward", "backward")]
+    return cells + [matmul._serial, matmul._parallel, matmul._gemm, matmul._gemm_tn_add]
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
@@ -27,6 +31,10 @@ def _flat(a: np.ndarray) -> np.ndarray:
 
 class CpuBackend:
     name = "cpu"
+
+    def __init__(self):
+        single_threaded_numba_blas()  # matmul.py: one thread pool, Numba's
+        keep_freed_memory()  # no page fault per 4 KiB of every new tape
     # Floats per step and hidden unit that a pass holds beside the tape (the memory model):
     # forward, the input projection of every gate; backward, the gate gradients (GRU keeps the
     # input and recurrent sides apart).
@@ -35,27 +43,30 @@ class CpuBackend:
 
     def forward(self, cell, w, x, h0, c0, reverse, store) -> Tape:
         n, B, _ = x.shape
-        xp = _flat(x) @ w.w_ih.T
-        xp += w.b_ih  # in place: one (T*B, G*H) buffer, not two
+        xp = np.empty((n * B, w.w_ih.shape[0]), x.dtype)
+        gemm(_flat(x), w.w_ih.T, xp)  # the kernels add b_ih in their gate loop
         xp = xp.reshape(n, B, -1)
         steps, h_n, c_n = KERNELS[cell.name].forward(cell, xp, w, h0, c0, reverse, store)
         return Tape(x, reverse, h0, c0, h_n, c_n, steps)
 
     def backward(self, cell, w, tape, dy, dh_n, dc_n, reverse, grads: LayerWeights,
                  hidden=None, cell_grad=None):
-        if hidden is None:  # the kernels take an empty array for "not kept"
-            hidden = cell_grad = np.empty((0,) + dy.shape[1:], dy.dtype)
+        if hidden is None:  # the kernels add into a one-step scratch what is not kept
+            hidden, cell_grad = np.zeros((2, 1) + dy.shape[1:], dy.dtype)
         dgx, dgh, dh0, dc0 = KERNELS[cell.name].backward(
             cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad)
         B = dy.shape[1]
         gx, gh, h = _flat(dgx), _flat(dgh), _flat(tape.h)
-        grads.w_ih += gx.T @ _flat(tape.x)
-        grads.b_ih += gx.sum(axis=0)
-        grads.b_hh += gh.sum(axis=0)
+        gemm_tn_add(gx, _flat(tape.x), grads.w_ih)
+        db = gx.sum(axis=0)
+        grads.b_ih += db
+        grads.b_hh += db if gh is gx else gh.sum(axis=0)
         # dW_hh = sum_t dgh_t^T h_{t-1}: h shifted one step against dgh, plus the entering state.
         first, inner = (slice(-B, None), slice(None, -B)) if reverse else (slice(None, B), slice(B, None))
-        grads.w_hh += gh[first].T @ tape.h0
+        gemm_tn_add(gh[first], tape.h0, grads.w_hh)
         if len(h) > B:
-            grads.w_hh += gh[inner].T @ (h[B:] if reverse else h[:-B])
-        dx = (gx @ w.w_ih).reshape(tape.x.shape)
+            gemm_tn_add(gh[inner], h[B:] if reverse else h[:-B], grads.w_hh)
+        dx = np.empty((len(gx), w.w_ih.shape[1]), gx.dtype)
+        gemm(gx, w.w_ih, dx)
+        dx = dx.reshape(tape.x.shape)
         return BackwardResult(dx, dh0, dc0)

@@ -1,80 +1,93 @@
 """GRU: the recurrence of one layer and direction, forward and backward (torch's gate order r, z, n).
 
-    forward   hr, hz, hn = W_hh h_{t-1} + b_hh;  r = sig(xp_r + hr);  z = sig(xp_z + hz)
-              n = tanh(xp_n + r hn);  h_t = (1 - z) n + z h_{t-1}
+    forward   xp = W_ih x_t + b_ih;  hr, hz, hn = W_hh h_{t-1} + b_hh;  r = sig(xp_r + hr);  z = sig(xp_z + hz)
+              n = tanh(xp_n + r hn);  h_t = (1 - z) n + z h_{t-1}      (the caller gives W_ih x_t; the biases come here)
     backward  dh = dy_t + carry;  da_n = dh (1-z)(1-n^2);  da_z = dh (h_{t-1} - n) z(1-z)
               da_r = da_n hn r(1-r)
               input side [da_r, da_z, da_n];  recurrent side [da_r, da_z, da_n r]
               carry = W_hh^T (recurrent side) + dh z
 
-The tape keeps r, z, n and hn per step (hn is needed for da_r).
+The tape keeps r, z, n and hn per step, one array each (``planes.py``; hn is needed for da_r).
 """
 import numpy as np
 from numba import njit
 
-from rnnbench.backends.cpu.activations import sigmoid
+from rnnbench.backends.cpu.activations import sigmoid, tanh
+from rnnbench.backends.cpu.matmul import recurrent, transposed, use_parallel
+from rnnbench.backends.cpu.planes import put_block
+
+GATES = ("reset", "update", "new", "hn")  # the tape's keys: CellSpec.gate_names, and hn
 
 
-@njit(cache=True)
-def gru_forward(xp, w_hh_t, b_hh, h0, reverse, h, gates):
+@njit(cache=True, error_model="numpy")
+def gru_forward(xp, w_hh, bias, h0, reverse, h, gr, gz, gn, ghn, parallel):
     n, B, G = xp.shape
     H = G // 3
     one = h0.dtype.type(1)
     hp = np.empty((B, G), h0.dtype)
-    h_prev = h0
+    h_run = h0.copy()  # h_{t-1}, apart from the tape h (planes.py)
     for s in range(n):
         t = n - 1 - s if reverse else s
-        np.dot(h_prev, w_hh_t, hp)
-        gt = gates[t % gates.shape[0]]
+        recurrent(h_run, w_hh, hp, parallel)
+        k = t % gr.shape[0]
+        r_t, z_t, n_t, hn_t, x_t, h_t = gr[k], gz[k], gn[k], ghn[k], xp[t], h[t]
         for b in range(B):
             for j in range(H):
-                r = sigmoid(xp[t, b, j] + hp[b, j] + b_hh[j], one)
-                z = sigmoid(xp[t, b, H + j] + hp[b, H + j] + b_hh[H + j], one)
-                hn = hp[b, 2 * H + j] + b_hh[2 * H + j]
-                cand = np.tanh(xp[t, b, 2 * H + j] + r * hn)
-                h[t, b, j] = (one - z) * cand + z * h_prev[b, j]
-                gt[b, j], gt[b, H + j], gt[b, 2 * H + j], gt[b, 3 * H + j] = r, z, cand, hn
-        h_prev = h[t]
+                r = sigmoid(x_t[b, j] + hp[b, j] + bias[j])
+                z = sigmoid(x_t[b, H + j] + hp[b, H + j] + bias[H + j])
+                hn = hp[b, 2 * H + j] + bias[3 * H + j]
+                cand = tanh(x_t[b, 2 * H + j] + bias[2 * H + j] + r * hn)
+                h_new = (one - z) * cand + z * h_run[b, j]
+                h_run[b, j] = h_new
+                h_t[b, j] = h_new
+                r_t[b, j], z_t[b, j], n_t[b, j], hn_t[b, j] = r, z, cand, hn
 
 
-@njit(cache=True)
-def gru_backward(w_hh, gates, h, h0, dy, dh_n, reverse, dax, dah, hidden):
-    n, B, G4 = gates.shape
-    H = G4 // 4
+@njit(cache=True, error_model="numpy")
+def gru_backward(w_hh_t, gr, gz, gn, ghn, h, h0, dy, dh_n, reverse, dax, dah, hidden, parallel):
+    n, B, H = gr.shape
     one = h0.dtype.type(1)
     dh = dh_n.copy()
-    direct = np.empty_like(dh)
-    keep = hidden.shape[0] > 0
+    # four allocations, not four views of one (planes.py)
+    d_r, d_z, d_n, d_nr = np.empty_like(h0), np.empty_like(h0), np.empty_like(h0), np.empty_like(h0)
+    direct = np.empty_like(h0)
+    kept = hidden.shape[0]  # n, or 1: a scratch step the caller does not keep (no branch in the loop)
     for s in range(n):
         t = s if reverse else n - 1 - s
         prev = t + 1 if reverse else t - 1
         h_prev = h[prev] if 0 <= prev < n else h0
+        r_t, z_t, n_t, hn_t, dy_t, hid_t = gr[t], gz[t], gn[t], ghn[t], dy[t], hidden[t % kept]
         for b in range(B):
             for j in range(H):
-                r, z = gates[t, b, j], gates[t, b, H + j]
-                cand, hn = gates[t, b, 2 * H + j], gates[t, b, 3 * H + j]
-                d_h = dy[t, b, j] + dh[b, j]
-                if keep:
-                    hidden[t, b, j] += d_h
-                d_n = d_h * (one - z) * (one - cand * cand)
-                d_z = d_h * (h_prev[b, j] - cand) * z * (one - z)
-                d_r = d_n * hn * r * (one - r)
-                dax[t, b, j] = dah[t, b, j] = d_r
-                dax[t, b, H + j] = dah[t, b, H + j] = d_z
-                dax[t, b, 2 * H + j] = d_n
-                dah[t, b, 2 * H + j] = d_n * r
+                r, z, cand, hn = r_t[b, j], z_t[b, j], n_t[b, j], hn_t[b, j]
+                d_h = dy_t[b, j] + dh[b, j]
+                hid_t[b, j] += d_h
+                dn = d_h * (one - z) * (one - cand * cand)
+                d_n[b, j] = dn
+                d_nr[b, j] = dn * r
+                d_z[b, j] = d_h * (h_prev[b, j] - cand) * z * (one - z)
+                d_r[b, j] = dn * hn * r * (one - r)
                 direct[b, j] = d_h * z
-        np.dot(dah[t], w_hh, dh)
+        for k, (x_side, h_side) in enumerate(((d_r, d_r), (d_z, d_z), (d_n, d_nr))):
+            put_block(dax[t], k, x_side)
+            put_block(dah[t], k, h_side)
+        recurrent(dah[t], w_hh_t, dh, parallel)
         dh += direct
     return dh
+
+
+def _bias(w):
+    """[b_ir + b_hr, b_iz + b_hz, b_in, b_hn]: one array, so the loop checks one more pointer, not two."""
+    H = len(w.b_hh) // 3
+    return np.concatenate([w.b_ih[: 2 * H] + w.b_hh[: 2 * H], w.b_ih[2 * H :], w.b_hh[2 * H :]])
 
 
 def forward(cell, xp, w, h0, c0, reverse, store):
     n, B, G = xp.shape
     h = np.empty((n, B, G // 3), h0.dtype)
-    gates = np.empty((n if store else 1, B, 4 * (G // 3)), h0.dtype)
-    gru_forward(xp, w.w_hh.T, w.b_hh, h0, reverse, h, gates)
-    steps = {"h": h, "gates": gates} if store else {"h": h}
+    gates = {k: np.empty((n if store else 1, B, G // 3), h0.dtype) for k in GATES}
+    gru_forward(xp, w.w_hh, _bias(w), h0, reverse, h, *gates.values(), use_parallel(B, G, G // 3))
+    steps = {"h": h, **gates} if store else {"h": h}
     return steps, h[0 if reverse else -1], None
 
 
@@ -82,6 +95,6 @@ def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     n, B, H = dy.shape
     dax = np.empty((n, B, 3 * H), dy.dtype)
     dah = np.empty_like(dax)
-    dh0 = gru_backward(w.w_hh, tape.steps["gates"], tape.h, tape.h0, dy, dh_n, reverse,
-                       dax, dah, hidden)
+    dh0 = gru_backward(transposed(w.w_hh), *(tape.steps[k] for k in GATES), tape.h, tape.h0, dy, dh_n, reverse,
+                       dax, dah, hidden, use_parallel(B, H, 3 * H))
     return dax, dah, dh0, None

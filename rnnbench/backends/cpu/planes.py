@@ -1,0 +1,22 @@
+"""Why the gate loops store into one array per gate.
+
+LLVM vectorises a loop over hidden units only when it can check at run time that its stores do
+not overlap its loads. Stores into one array at several offsets (``gates[b, j]``,
+``gates[b, H + j]``, ...: a distance H it cannot bound) or into the array it reads a step away
+from (``c[t]`` while reading ``c[t - 1]``) keep the loop scalar: measured at (B, H) = (30, 256),
+an LSTM gate loop took 30 ns per unit that way and 3.6 ns with one array per stored quantity.
+LLVM also gives up past a handful of run-time pointer checks, so the biases come as one array.
+So each gate lives in its own (n, B, H) array, the running state in its own (B, H) buffer, and a
+gradient that later products need as one (B, G) row is computed into per-gate planes, then put
+into its block of the row one gate at a time.
+"""
+from numba import njit
+
+
+@njit(inline="always")
+def put_block(row, k, plane):
+    """row[:, k*H:(k+1)*H] = plane, for plane (B, H) and row (B, G)."""
+    B, H = plane.shape
+    for b in range(B):
+        for j in range(H):
+            row[b, k * H + j] = plane[b, j]
