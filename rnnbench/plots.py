@@ -191,9 +191,14 @@ def learning_curves(df: pd.DataFrame) -> Figure:
     for (top, bottom), (task, T) in zip(axes.T, panels):
         dT = d[(d["task"] == task) & (d["seq_len"] == T)]
         far = dT.loc[dT["metric"] == "grad_norm", "distance"].max()
-        for label, color, style, grp in _runs(dT, settings):
+        here = [s for s in settings if dT[s].nunique(dropna=False) > 1]  # what tells this panel's runs apart
+        for label, color, style, grp in _runs(dT, here):
             loss = grp[grp["metric"] == "eval_loss"].groupby("step")["value"].median()
-            top.plot(loss.index, loss.values, color=color, ls=style, label=label)
+            diverged = grp.loc[grp["metric"] == "diverged", "step"]
+            if len(diverged):  # its last finite evaluation marked with an x
+                label += f" (diverged at step {int(diverged.min())})"
+            top.plot(loss.index, loss.values, color=color, ls=style, label=label,
+                     marker="x" if len(diverged) else None, markevery=[len(loss) - 1] if len(diverged) else None)
             norm = grp[(grp["metric"] == "grad_norm") & (grp["distance"] == far)].groupby("step")["value"].median()
             bottom.plot(norm.index, norm.values, color=color, ls=style, label=label)
         for metric, ls, name in (("baseline_loss", "--", "memoryless baseline"), ("autoreg_loss", ":", "AutoReg")):
@@ -216,8 +221,8 @@ def final_loss_vs_length(df: pd.DataFrame) -> Figure:
     settings = (["task"] if d["task"].nunique() > 1 else []) + settings
     fig, (ax,) = _figure()
     for label, color, style, grp in _runs(d[d["metric"].isin(["final_loss", "baseline_loss"])], settings):
-        table = grp.pivot_table(index="seq_len", columns="metric", values="value", aggfunc="median")
-        ratio = table["final_loss"] / table["baseline_loss"]
+        table = grp.groupby(["seq_len", "metric"])["value"].median().unstack()  # a diverged run: NaN
+        ratio = table.reindex(columns=["final_loss", "baseline_loss"]).eval("final_loss / baseline_loss")
         ax.plot(ratio.index, ratio.values, color=color, ls=style, marker="o", label=label)
     ax.axhline(1.0, color="0.4", ls="--", lw=1, label="baseline")
     ax.axhline(0.1, color="0.6", ls=":", lw=1, label="a tenth of the baseline")

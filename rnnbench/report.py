@@ -203,9 +203,11 @@ def learning_readings(learn: pd.DataFrame) -> list[str]:
             if len(grp) < 2:
                 continue
             run = ", ".join(f"{k}={v}" for k, v in zip(others, key) if k not in ("optimizer", "lr", "batch"))
-            parts = "; ".join(f"{name} {v}: " + (f"final / baseline {r:.3g}" if np.isfinite(r) else "diverged (no finite loss)")
+            labels = {0.0: "no clipping", "full": "full BPTT"}
+            parts = "; ".join(f"{labels.get(v, f'{name} {v}')}: " +
+                              (f"final / baseline {r:.3g}" if np.isfinite(r) else "diverged (no finite loss)")
                               for v, r in zip(grp[setting], grp["final / baseline"]))
-            out.append(f"{run}: {parts}.".replace(f"{name} 0.0", "no clipping"))
+            out.append(f"{run}: {parts}.")
     return out
 
 

@@ -63,6 +63,14 @@ def cpu_info() -> dict:
     return {"model": model, "logical_cores": os.cpu_count(), "simd": simd}
 
 
+def blas_info() -> list[dict]:
+    """Each BLAS library loaded: file, kernel architecture, version and threads (threadpoolctl)."""
+    from threadpoolctl import threadpool_info
+
+    return [{k: lib.get(k) for k in ("filepath", "architecture", "version", "num_threads")}
+            for lib in threadpool_info() if lib.get("user_api") == "blas"]
+
+
 def git_commit() -> str | None:
     """The commit of the rnnbench source tree, when it is a git checkout."""
     try:
@@ -94,7 +102,7 @@ def environment() -> dict:
     Never imports torch (its version is read from the installed metadata).
     """
     from rnnbench import __version__
-    from rnnbench.runtime import get_num_threads
+    from rnnbench.runtime import _MALLOC_KEPT, get_num_threads
 
     return {
         "rnnbench": __version__,
@@ -102,6 +110,8 @@ def environment() -> dict:
         "packages": {p: _version(p) for p in ("numba", "numpy", "scipy", "pandas", "llvmlite", "torch", "statsmodels")},
         "cpu": cpu_info(),
         "threads": get_num_threads(),
+        "blas": blas_info(),
+        "malloc_keeps_freed_memory": bool(_MALLOC_KEPT["applied"]),
         "gpu": gpu_status(),
         "platform": platform.platform(),
         "git_commit": git_commit(),

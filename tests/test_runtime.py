@@ -47,10 +47,25 @@ def test_warmup_reports_first_call_time_per_cell_and_dtype():
 def test_set_num_threads():
     from threadpoolctl import threadpool_info
 
+    from rnnbench.runtime import numba_blas
+
     before = rb.get_num_threads()
     try:
         rb.set_num_threads(1)
         assert rb.get_num_threads() == 1
         assert all(info["num_threads"] == 1 for info in threadpool_info() if info["user_api"] == "blas")
+        rb.set_num_threads(2)
+        own = {lib["filepath"] for lib in numba_blas().info()}
+        threads = {info["filepath"]: info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+        # the BLAS under Numba's np.dot stays single-threaded (matmul.py); numpy's follows the setting
+        assert own and all(threads[f] == 1 for f in own)
+        assert all(n == 2 for f, n in threads.items() if f not in own)
     finally:
         rb.set_num_threads(before)
+
+
+def test_malloc_keeps_freed_memory():
+    from rnnbench.runtime import keep_freed_memory
+
+    assert keep_freed_memory()  # glibc here
+    assert rb.results.environment()["malloc_keeps_freed_memory"]

@@ -44,20 +44,26 @@ def _without_timings(rows):
             if r["metric"] not in ("steps_per_s", "torch_steps_per_s")]
 
 
+def _ctrl_c_at_step(monkeypatch, n):
+    """Adam's n-th step raises KeyboardInterrupt; returns the step counter (a one-item list)."""
+    calls, step = [0], rb.optim.Adam.step
+
+    def counted(self, grads):
+        calls[0] += 1
+        if calls[0] == n:
+            raise KeyboardInterrupt
+        step(self, grads)
+
+    monkeypatch.setattr(rb.optim.Adam, "step", counted)
+    return calls
+
+
 @pytest.mark.parametrize("task, stream", [("adding", None), ("ar", 5)])
 def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, monkeypatch, task, stream):
     kwargs = dict(hidden_size=8, steps=30, eval_every=10, batch=4, eval_batch=16, stream=stream, seed=3)
     whole = train_run(task, "lstm", 6, **kwargs)
     path = tmp_path / "run.pkl"
-    calls, step = [0], rb.optim.Adam.step
-
-    def interrupted(self, grads):  # Ctrl-C during the 26th step, after the checkpoint at step 20
-        calls[0] += 1
-        if calls[0] == 26:
-            raise KeyboardInterrupt
-        step(self, grads)
-
-    monkeypatch.setattr(rb.optim.Adam, "step", interrupted)
+    calls = _ctrl_c_at_step(monkeypatch, 26)  # after the checkpoint at step 20
     with pytest.raises(KeyboardInterrupt):
         train_run(task, "lstm", 6, checkpoint=path, **kwargs)
     assert path.exists()
@@ -130,13 +136,16 @@ def test_bad_training_arguments(kwargs, message):
 
 def test_clipping_and_truncation_runs_are_told_apart(tmp_path):
     out = tmp_path / "t"
-    r = _run("--cells", "rnn_tanh", "--seq-lens", "6", "--steps", "10", "--eval-every", "5", "--hidden-size", "8",
-             "--clip", "0,1", "--truncation", "full,2", "--scale", "2", "-o", str(out))
+    # the unclipped runs diverge at step 1 (test_clipping_tames_a_run_that_explodes)
+    r = _run("--cells", "rnn_relu", "--seq-lens", "30", "--steps", "4", "--eval-every", "2", "--hidden-size", "16",
+             "--clip", "0,1", "--truncation", "full,2", "--scale", "1.5", "--optimizer", "sgd", "--lr", "0.1",
+             "-o", str(out))
     assert r.exit_code == 0, r.output
     rep = CliRunner().invoke(cli.main, ["report", str(out), "-o", str(tmp_path / "rep")])
     md = (tmp_path / "rep" / "report.md").read_text()
     assert rep.exit_code == 0 and "| clip | truncation |" in md.replace("seq_len | ", "")
-    assert "no clipping: final / baseline" in md and "truncated BPTT k 2: final / baseline" in md
+    assert "no clipping: diverged (no finite loss); clipping at global norm 1.0: final / baseline" in md
+    assert "truncated BPTT k 2: final / baseline" in md and "learning_curves.png" in md
 
 
 def test_a_killed_training_sweep_resumes_from_its_checkpoint(tmp_path, monkeypatch):
@@ -145,15 +154,7 @@ def test_a_killed_training_sweep_resumes_from_its_checkpoint(tmp_path, monkeypat
 
     task = Task.make("train", task="adding", cell="gru", seq_len=5, hidden_size=8, steps=20, eval_every=5, batch=4,
                      eval_batch=8)
-    calls, step = [0], rb.optim.Adam.step
-
-    def killed(self, grads):
-        calls[0] += 1
-        if calls[0] == 12:
-            raise KeyboardInterrupt
-        step(self, grads)
-
-    monkeypatch.setattr(rb.optim.Adam, "step", killed)
+    calls = _ctrl_c_at_step(monkeypatch, 12)
     with pytest.raises(KeyboardInterrupt):
         run_in_process([task], ResultsFolder(tmp_path / "r"))
     assert (tmp_path / "r" / "checkpoints" / f"{task.digest}.pkl").exists()

@@ -1,0 +1,75 @@
+"""The cpu backend's building blocks: float32 activations and the matrix products."""
+import numpy as np
+import pytest
+from numba import njit
+
+import rnnbench as rb
+from rnnbench.backends.cpu import activations, matmul
+
+
+@njit(error_model="numpy")
+def _apply(x, out, which):
+    for i in range(x.size):
+        out[i] = activations.tanh(x[i]) if which == 0 else activations.sigmoid(x[i])
+
+
+def _grid(dtype):
+    x = np.linspace(-12, 12, 400_001)
+    tiny = 10.0 ** np.linspace(-8, 1, 20_001)
+    return np.concatenate([x, tiny, -tiny]).astype(dtype)
+
+
+def test_float32_activations_are_accurate_to_a_few_ulp():
+    x = _grid(np.float32)
+    exact_t = np.tanh(x.astype(np.float64))
+    exact_s = 1 / (1 + np.exp(-x.astype(np.float64)))
+    t, s = np.empty_like(x), np.empty_like(x)
+    _apply(x, t, 0)
+    _apply(x, s, 1)
+    ulp = np.spacing(np.abs(exact_t).astype(np.float32)).astype(np.float64)
+    assert (np.abs(t - exact_t) / ulp).max() <= 6
+    assert (np.abs(t - exact_t) / np.maximum(np.abs(exact_t), 1e-30)).max() < 4e-7
+    assert np.abs(s - exact_s).max() < 2.5e-7
+    # the Python twins are the kernels' functions
+    np.testing.assert_array_equal(activations.tanh(x), t)
+    np.testing.assert_array_equal(activations.sigmoid(x), s)
+
+
+def test_float64_activations_are_libm():
+    x = _grid(np.float64)
+    t, s = np.empty_like(x), np.empty_like(x)
+    _apply(x, t, 0)
+    _apply(x, s, 1)
+    # libm through LLVM; numpy has its own SIMD tanh: they differ by at most two ulp
+    np.testing.assert_allclose(t, np.tanh(x), rtol=4.5e-16, atol=0)
+    np.testing.assert_allclose(s, 1 / (1 + np.exp(-x)), rtol=5e-16, atol=0)
+
+
+@njit
+def _recurrent(a, b, out, parallel):
+    matmul.recurrent(a, b, out, parallel)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-6), (np.float64, 1e-14)])
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("M, N, K", [(1, 1, 1), (1, 3, 5), (3, 7, 2), (5, 13, 33), (2, 4, 8), (30, 64, 40)])
+def test_recurrent_product_at_every_edge(M, N, K, parallel, dtype, rtol):
+    rng = np.random.default_rng(M * 100 + N)
+    a, b = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((N, K)).astype(dtype)
+    out = np.full((M, N), np.nan, dtype)
+    rb.set_num_threads(2)
+    _recurrent(a, b, out, parallel)
+    expected = a.astype(np.float64) @ b.T.astype(np.float64)
+    np.testing.assert_allclose(out, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("rows", [1, 2, 37])
+def test_whole_sequence_products(rows):
+    rng = np.random.default_rng(rows)
+    x, w, g = rng.standard_normal((rows, 11)), rng.standard_normal((11, 9)), rng.standard_normal((rows, 9))
+    out = np.empty((rows, 9))
+    matmul.gemm(x, w, out)
+    np.testing.assert_allclose(out, x @ w, rtol=1e-13, atol=1e-13 * np.abs(x @ w).max())
+    acc = np.ones((9, 11))
+    matmul.gemm_tn_add(g, x, acc)  # summed in per-thread parts: rounding against one product
+    np.testing.assert_allclose(acc, 1 + g.T @ x, rtol=1e-13, atol=1e-13 * np.abs(g.T @ x).max())
