@@ -228,7 +228,9 @@ def _finish(folder, frame, failures, quiet, as_json, tables):
                 console.print(rich_table(table, name))
         console.print(f"results: {folder.csv}  ({len(frame)} rows)")
     if failures:
-        click.echo(f"{failures} task(s) failed; see {folder.path / 'meta.json'}", err=True)
+        first = folder.meta["failures"][0]
+        click.echo(f"{failures} task(s) failed; the first, {first['task']}: {first['error'].splitlines()[0]}; "
+                   f"every error is in {folder.path / 'meta.json'}", err=True)
         raise SystemExit(1)
 
 
@@ -405,6 +407,10 @@ def train(config_path, out, resume, quiet, as_json, workers, scheduler, **flags)
 
     v = _merge(config_path, "train", TRAIN_KEYS, flags)
     task_names = _choices("task", v.get("tasks", "adding"), list(TASKS))
+    real = [t for t in task_names if t in SERIES and t != "ar"]
+    if real and importlib.util.find_spec("statsmodels") is None:
+        raise click.UsageError(f"the {real[0]} series ships with statsmodels, an optional extra: "
+                               "pip install 'rnnbench[series]'")
     cells = _choices("cell", v.get("cells", "rnn_tanh,lstm,gru"), list(CELLS))
     seq_lens = _positive_ints("seq_lens", v.get("seq_lens", "10,50,100"), 10_000)
     H = _positive_ints("hidden_size", v.get("hidden_size", 32), 4096)[0]

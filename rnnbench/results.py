@@ -194,6 +194,8 @@ class ResultsFolder:
         """Close the folder: end time in meta.json, and results.parquet when pyarrow is there."""
         self.meta.update(end=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **extra)
         self._write_meta()
+        if not self.csv.exists():  # every task failed
+            return pd.DataFrame(columns=ALL_COLUMNS + ["source"])
         frame = load([self.path])
         try:
             frame.to_parquet(self.path / "results.parquet", index=False)

@@ -163,3 +163,19 @@ def test_a_killed_training_sweep_resumes_from_its_checkpoint(tmp_path, monkeypat
     assert calls[0] == -1000 + 10  # steps 10 to 19
     frame = pd.read_csv(tmp_path / "r" / "results.csv")
     assert sorted(frame[frame.metric == "loss"].step) == list(range(20))
+
+
+def test_series_need_statsmodels_and_say_so(monkeypatch, tmp_path):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "statsmodels"
+                        else real_find_spec(name, *a))
+    r = _run("--tasks", "co2", "-o", str(tmp_path / "t"))
+    assert r.exit_code == 2 and "pip install 'rnnbench[series]'" in r.text
+
+
+def test_a_sweep_whose_every_task_fails_says_why(tmp_path):
+    r = _run("--tasks", "sunspots", "--cells", "gru", "--seq-lens", "200", "--steps", "2", "-o", str(tmp_path / "t"))
+    assert r.exit_code == 1, r.output
+    assert "1 task(s) failed; the first, train:" in r.text and "too short to fit AR(tau = 200)" in r.text
