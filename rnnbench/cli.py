@@ -92,6 +92,13 @@ def _backends(value) -> list[str]:
     out = _choices("backend", value, available() + list(BASELINES))
     if "torch" in out and not torch_installed():
         raise click.UsageError("torch is not installed: pip install rnnbench[torch]")
+    if "cuda" in out:
+        from rnnbench.backends.cuda import gpu_or_simulator
+
+        try:
+            gpu_or_simulator()
+        except RuntimeError as e:
+            raise click.UsageError(str(e)) from None
     return out
 
 

@@ -9,6 +9,7 @@ from rnnbench.backends.base import Backend
 _BACKENDS = {
     "reference": ("rnnbench.backends.reference", "ReferenceBackend"),
     "cpu": ("rnnbench.backends.cpu", "CpuBackend"),
+    "cuda": ("rnnbench.backends.cuda", "CudaBackend"),  # needs a GPU or NUMBA_ENABLE_CUDASIM=1
 }
 _INSTANCES: dict[str, Backend] = {}
 
