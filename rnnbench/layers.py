@@ -181,7 +181,7 @@ class RecurrentLayer:
         every = bptt.checkpoint_every(checkpoint, T)
         for name, p in self._params.items():
             check_finite(f"parameter {name}", p)
-        H, D = self.hidden_size, self.num_directions
+        D = self.num_directions
         tapes, masks, h_n, c_n = [], [], [], []
         layer_input = x
         for layer in range(self.num_layers):

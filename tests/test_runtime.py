@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import numba
-import pytest
 
 import rnnbench as rb
 from rnnbench.backends.cpu import activations, dispatchers

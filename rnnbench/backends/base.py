@@ -28,6 +28,15 @@ class LayerWeights:
         return cls(*(np.zeros_like(a) for a in (w.w_ih, w.w_hh, w.b_ih, w.b_hh)))
 
 
+def forward_bias(cell_name: str, w: "LayerWeights") -> np.ndarray:
+    """The one bias array a forward kernel adds: b_ih + b_hh, but for GRU
+    [b_ir + b_hr, b_iz + b_hz, b_in, b_hn] (b_hn sits inside r * (W_hn h + b_hn))."""
+    if cell_name != "gru":
+        return w.b_ih + w.b_hh
+    H = len(w.b_hh) // 3
+    return np.concatenate([w.b_ih[: 2 * H] + w.b_hh[: 2 * H], w.b_ih[2 * H :], w.b_hh[2 * H :]])
+
+
 @dataclass
 class Tape:
     """What a forward pass over steps [0, n) of one direction leaves for its backward.

@@ -12,6 +12,7 @@ The tape keeps r, z, n and hn per step, one array each (``planes.py``; hn is nee
 import numpy as np
 from numba import njit
 
+from rnnbench.backends.base import forward_bias
 from rnnbench.backends.cpu.activations import sigmoid, tanh
 from rnnbench.backends.cpu.matmul import recurrent, transposed, use_parallel
 from rnnbench.backends.cpu.planes import put_block
@@ -76,17 +77,11 @@ def gru_backward(w_hh_t, gr, gz, gn, ghn, h, h0, dy, dh_n, reverse, dax, dah, hi
     return dh
 
 
-def _bias(w):
-    """[b_ir + b_hr, b_iz + b_hz, b_in, b_hn]: one array, so the loop checks one more pointer, not two."""
-    H = len(w.b_hh) // 3
-    return np.concatenate([w.b_ih[: 2 * H] + w.b_hh[: 2 * H], w.b_ih[2 * H :], w.b_hh[2 * H :]])
-
-
 def forward(cell, xp, w, h0, c0, reverse, store):
     n, B, G = xp.shape
     h = np.empty((n, B, G // 3), h0.dtype)
     gates = {k: np.empty((n if store else 1, B, G // 3), h0.dtype) for k in GATES}
-    gru_forward(xp, w.w_hh, _bias(w), h0, reverse, h, *gates.values(), use_parallel(B, G, G // 3))
+    gru_forward(xp, w.w_hh, forward_bias(cell.name, w), h0, reverse, h, *gates.values(), use_parallel(B, G, G // 3))
     steps = {"h": h, **gates} if store else {"h": h}
     return steps, h[0 if reverse else -1], None
 

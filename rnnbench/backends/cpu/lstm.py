@@ -12,9 +12,9 @@ they are one-step rolling buffers.
 import numpy as np
 from numba import njit
 
+from rnnbench.backends.base import forward_bias
 from rnnbench.backends.cpu.activations import sigmoid, tanh
 from rnnbench.backends.cpu.matmul import recurrent, transposed, use_parallel
-from rnnbench.backends.cpu.planes import put_block
 
 GATES = ("input", "forget", "cell", "output")  # the tape's keys: CellSpec.gate_names
 
@@ -96,7 +96,7 @@ def forward(cell, xp, w, h0, c0, reverse, store):
     h = np.empty((n, B, G // 4), h0.dtype)
     c = np.empty((kept, B, G // 4), h0.dtype)
     gates = {k: np.empty((kept, B, G // 4), h0.dtype) for k in GATES}
-    lstm_forward(xp, w.w_hh, w.b_ih + w.b_hh, h0, c0, reverse, h, c, *gates.values(), use_parallel(B, G, G // 4))
+    lstm_forward(xp, w.w_hh, forward_bias(cell.name, w), h0, c0, reverse, h, c, *gates.values(), use_parallel(B, G, G // 4))
     steps = {"h": h, "c": c, **gates} if store else {"h": h}
     return steps, h[0 if reverse else -1], c[0 if reverse or not store else -1]
 

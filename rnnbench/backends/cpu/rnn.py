@@ -9,6 +9,7 @@ weight gradients are then whole-sequence products made by the caller.
 import numpy as np
 from numba import njit
 
+from rnnbench.backends.base import forward_bias
 from rnnbench.backends.cpu.activations import activate, activate_grad
 from rnnbench.backends.cpu.matmul import recurrent, transposed, use_parallel
 
@@ -48,7 +49,7 @@ def rnn_backward(w_hh_t, h, dy, dh_n, reverse, relu, da, hidden, parallel):
 def forward(cell, xp, w, h0, c0, reverse, store):
     n, B, H = xp.shape
     h = np.empty((n, B, H), h0.dtype)
-    rnn_forward(xp, w.w_hh, w.b_ih + w.b_hh, h0, reverse, cell.nonlinearity == "relu", h, use_parallel(B, H, H))
+    rnn_forward(xp, w.w_hh, forward_bias(cell.name, w), h0, reverse, cell.nonlinearity == "relu", h, use_parallel(B, H, H))
     return {"h": h}, h[0 if reverse else -1], None
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnbench.backends.base import BackwardResult, LayerWeights, Tape
+from rnnbench.backends.base import BackwardResult, LayerWeights, Tape, forward_bias
 from rnnbench.backends.cuda import gru, lstm, rnn
 from rnnbench.backends.cuda.device import blocks, carry_kernel, THREADS
 from rnnbench.backends.cuda.matmul import column_sums, gemm_nt
@@ -45,14 +45,6 @@ def _zeros(shape, dtype):
     return _dev(np.zeros(shape, dtype))
 
 
-def _bias(cell, w):
-    """What the forward kernels add: b_ih + b_hh; GRU [b_ir + b_hr, b_iz + b_hz, b_in, b_hn]."""
-    if cell.name != "gru":
-        return w.b_ih + w.b_hh
-    H = len(w.b_hh) // 3
-    return np.concatenate([w.b_ih[: 2 * H] + w.b_hh[: 2 * H], w.b_ih[2 * H :], w.b_hh[2 * H :]])
-
-
 class CudaBackend:
     name = "cuda"
     FORWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}  # on the device
@@ -69,7 +61,7 @@ class CudaBackend:
         xp = _zeros((n * B, G), dtype)
         gemm_nt(_dev(x.reshape(n * B, I)), _dev(w.w_ih), xp)
         xp = xp.reshape(n, B, G)
-        w_hh, bias, d_h0 = _dev(w.w_hh), _dev(_bias(cell, w)), _dev(h0)
+        w_hh, bias, d_h0 = _dev(w.w_hh), _dev(forward_bias(cell.name, w)), _dev(h0)
         h = _zeros((n, B, H), dtype)
         planes = {k: _zeros((kept, B, H), dtype) for k in MODULES[cell.name].GATES}
         c = _zeros((kept, B, H), dtype) if cell.name == "lstm" else None
