@@ -195,9 +195,10 @@ def test_shipped_example_configs_parse(tmp_path, monkeypatch):
         r = invoke(command, "--config", str(path), "--backends", "cpu") if command == "run" else \
             invoke(command, "--config", str(path))
         assert r.exit_code == 0, (path, r.output)
-    assert len(ran) == 6 and all(len(t) > 0 for t in ran)
-    clipping, series, truncation = ran.pop(0), ran.pop(3), ran.pop(3)  # sorted by file name
+    assert len(ran) == 7 and all(len(t) > 0 for t in ran)
+    clipping, series, truncation, vs_torch = ran.pop(0), ran.pop(3), ran.pop(3), ran.pop(3)  # by file name
     assert (len(clipping), len(series), len(truncation)) == (2, 3 * 3, 2 * 2)
+    assert len([t for t in vs_torch if t.kind == "speed"]) == 3 * 2 * 2 * 3  # cells x dtypes x batches x sizes
     deepbench = [t for t in ran[0] if t.kind == "speed"]
     assert {json.loads(t.params)["input_size"] for t in deepbench} == {512, 1024}
     assert all(json.loads(t.params)["input_size"] == json.loads(t.params)["hidden_size"] for t in deepbench)
