@@ -6,8 +6,8 @@
               da_i = dc g i(1-i);  da_f = dc c_{t-1} f(1-f);  da_g = dc i (1-g^2);  da_o = dh tanh(c_t) o(1-o)
               carry_h = W_hh^T da;  carry_c = dc f
 
-xp_t = W_ih x_t comes from the caller. The tape keeps the activated gates, one array each (``planes.py``), and c_t; without ``store``
-they are one-step rolling buffers.
+xp_t = W_ih x_t comes from the caller. The tape keeps the activated gates, one array each
+(``planes.py``), and c_t; without ``store`` they are one-step rolling buffers.
 """
 import numpy as np
 from numba import njit
@@ -96,7 +96,8 @@ def forward(cell, xp, w, h0, c0, reverse, store):
     h = np.empty((n, B, G // 4), h0.dtype)
     c = np.empty((kept, B, G // 4), h0.dtype)
     gates = {k: np.empty((kept, B, G // 4), h0.dtype) for k in GATES}
-    lstm_forward(xp, w.w_hh, forward_bias(cell.name, w), h0, c0, reverse, h, c, *gates.values(), use_parallel(B, G, G // 4))
+    lstm_forward(xp, w.w_hh, forward_bias(cell.name, w), h0, c0, reverse, h, c, *gates.values(),
+                 use_parallel(B, G, G // 4))
     steps = {"h": h, "c": c, **gates} if store else {"h": h}
     return steps, h[0 if reverse else -1], c[0 if reverse or not store else -1]
 

@@ -49,7 +49,8 @@ def rnn_backward(w_hh_t, h, dy, dh_n, reverse, relu, da, hidden, parallel):
 def forward(cell, xp, w, h0, c0, reverse, store):
     n, B, H = xp.shape
     h = np.empty((n, B, H), h0.dtype)
-    rnn_forward(xp, w.w_hh, forward_bias(cell.name, w), h0, reverse, cell.nonlinearity == "relu", h, use_parallel(B, H, H))
+    rnn_forward(xp, w.w_hh, forward_bias(cell.name, w), h0, reverse, cell.nonlinearity == "relu", h,
+                use_parallel(B, H, H))
     return {"h": h}, h[0 if reverse else -1], None
 
 
