@@ -9,7 +9,7 @@ numerator over even degree-6 denominator, the input clamped to +-7.905) and sigm
 
 float64: exp through its parts, branch-free: -y = -n ln2 + r with |r| <= ln2/2, expm1(r) by its
 Taylor series to r^13 (truncation below 1e-17), 2^-n as a product of 2^-(2^i) selected by the bits
-of n; tanh(a) = -expm1(-2|a|) / (2 + expm1(-2|a|)) with a's sign, sigmoid from exp(-|a|). 2.1-2.4 ns
+of n; tanh(a) = -expm1(-2|a|) / (2 + expm1(-2|a|)) with a's sign, sigmoid from exp(-|a|). 2.5-4 ns
 an element against 4.6-8.6 for libm here; within 4.4e-16 relative of numpy's tanh and sigmoid (libm
 itself is 4.2e-16 from numpy's), tested.
 
@@ -55,6 +55,19 @@ def _tanh32(a):
     return p / q
 
 
+# float64. No branch and no loop anywhere: the overloads inline these into the kernels' IR.
+@njit(inline="always", cache=True, error_model="numpy")
+def _pow2_neg(k):
+    """2^-k for 0 <= k < 1024: the product of 2^-(2^i) over k's set bits."""
+    P0, P1, P2, P3, P4, P5, P6, P7, P8, P9 = POW2_NEG
+    b0, b1, b2, b3, b4 = k & 1, (k >> 1) & 1, (k >> 2) & 1, (k >> 3) & 1, (k >> 4) & 1
+    b5, b6, b7, b8, b9 = (k >> 5) & 1, (k >> 6) & 1, (k >> 7) & 1, (k >> 8) & 1, (k >> 9) & 1
+    # bit * P + (1 - bit): exactly P or 1 (1 + bit * (P - 1) would round 2^-512 - 1 to -1)
+    return ((b0 * P0 + (1 - b0)) * (b1 * P1 + (1 - b1)) * (b2 * P2 + (1 - b2)) * (b3 * P3 + (1 - b3)) *
+            (b4 * P4 + (1 - b4)) * (b5 * P5 + (1 - b5)) * (b6 * P6 + (1 - b6)) * (b7 * P7 + (1 - b7)) *
+            (b8 * P8 + (1 - b8)) * (b9 * P9 + (1 - b9)))
+
+
 @njit(inline="always", cache=True, error_model="numpy")
 def _exp_neg_parts(y):
     """(s, p) with exp(-y) = s (1 + p), expm1(-y) = s p + (s - 1), for 0 <= y <= 708."""
@@ -62,23 +75,21 @@ def _exp_neg_parts(y):
     r = (n * LN2_HI - y) + n * LN2_LO
     p = r + r * r * (F2 + r * (F3 + r * (F4 + r * (F5 + r * (F6 + r * (F7 + r * (F8 + r * (
         F9 + r * (F10 + r * (F11 + r * (F12 + r * F13)))))))))))
-    k = np.int64(n)
-    s = 1.0
-    for i in range(10):
-        s *= POW2_NEG[i] if (k >> i) & 1 else 1.0
-    return s, p
+    return _pow2_neg(np.int64(n)), p
 
 
+@njit(inline="always", cache=True, error_model="numpy")
 def _tanh64(a):
     s, p = _exp_neg_parts(2.0 * min(abs(a), 20.0))  # tanh(20) is 1 in float64
     em = s * p + (s - 1.0)
-    return math.copysign(-em / (2.0 + em), a)
+    return (-em / (2.0 + em)) * (1.0 - 2.0 * (a < 0))
 
 
+@njit(inline="always", cache=True, error_model="numpy")
 def _sigmoid64(a):
     s, p = _exp_neg_parts(min(abs(a), 708.0))
-    e = s * p + s
-    return 1.0 / (1.0 + e) if a >= 0 else e / (1.0 + e)
+    e = s * p + s  # exp(-|a|)
+    return (e + (1.0 - e) * (a >= 0)) / (1.0 + e)  # 1 / (1 + e) for a >= 0, e / (1 + e) below
 
 
 @overload(tanh, inline="always")
@@ -90,14 +101,14 @@ def _tanh_impl(a):
             p = ((((((A13 * x2 + A11) * x2 + A9) * x2 + A7) * x2 + A5) * x2 + A3) * x2 + A1) * x
             return p / (((B6 * x2 + B4) * x2 + B2) * x2 + B0)
         return rational
-    return _tanh64
+    return lambda a: _tanh64(a)
 
 
 @overload(sigmoid, inline="always")
 def _sigmoid_impl(a):
     if a == types.float32:
         return lambda a: HALF * tanh(HALF * a) + HALF
-    return _sigmoid64
+    return lambda a: _sigmoid64(a)
 
 
 @njit(inline="always", cache=True, error_model="numpy")
