@@ -179,3 +179,17 @@ def test_a_sweep_whose_every_task_fails_says_why(tmp_path):
     r = _run("--tasks", "sunspots", "--cells", "gru", "--seq-lens", "200", "--steps", "2", "-o", str(tmp_path / "t"))
     assert r.exit_code == 1, r.output
     assert "1 task(s) failed; the first, train:" in r.text and "too short to fit AR(tau = 200)" in r.text
+
+
+def test_a_series_forecast_is_read_against_autoreg():
+    from rnnbench.report import learning_readings, learning_table
+    from rnnbench.results import to_frame
+
+    rows = train_run("ar", "gru", 3, hidden_size=8, steps=30, eval_every=30, batch=16, seed=0)
+    table = learning_table(to_frame(rows))
+    final = {r["metric"]: r["value"] for r in rows}
+    ratio = final["final_loss"] / final["autoreg_loss"]
+    assert table["final / AutoReg"].iloc[0] == pytest.approx(ratio)
+    assert table["learned"].iloc[0] == ("yes" if ratio < 1 else "no")
+    assert learning_readings(table) == [f"ar, GRU: held-out MSE / AutoReg(tau)'s = {ratio:.2f} at tau = 3 "
+                                        "(below 1: the network forecasts better than the classical fit)."]
