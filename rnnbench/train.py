@@ -155,12 +155,12 @@ def train_run(task: str, cell: str, seq_len: int, hidden_size: int = 32, optimiz
     run = _Run(rows=[dict(base, metric=m, value=v, unit="") for m, v in problem.baselines.items()],
                rng=np.random.default_rng(seed))
     path = Path(checkpoint) if checkpoint else None
-    if path is not None and path.exists():
+    resumed = path is not None and path.exists()
+    if resumed:  # the checkpoint was saved right after evaluating run.step
         run.restore(path, model, opt, problem.stream)
     for step in range(run.step, steps + 1):
-        if (step % eval_every == 0 or step == steps) and step not in run.evaluated:
+        if (step % eval_every == 0 or step == steps) and not (resumed and step == run.step):
             run.final = _evaluate(model, problem, step, base, run.rows)
-            run.evaluated.add(step)
             if path is not None and step < steps:
                 run.step = step
                 run.save(path, model, opt, problem.stream)
@@ -206,12 +206,11 @@ class _Run:
     done: int = 0  # optimizer steps taken
     elapsed: float = 0.0
     final: float = float("nan")
-    evaluated: set = field(default_factory=set)
 
     def save(self, path: Path, model, opt, stream) -> None:
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": self.rng.bit_generator.state,
                  "rows": self.rows, "step": self.step, "done": self.done, "elapsed": self.elapsed, "final": self.final,
-                 "evaluated": self.evaluated, "stream": (stream.pos, stream.state) if stream else None}
+                 "stream": (stream.pos, stream.state) if stream else None}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
@@ -225,7 +224,7 @@ class _Run:
         opt.load_state_dict(state["optimizer"])
         self.rng.bit_generator.state = state["rng"]
         self.rows, self.step, self.done, self.elapsed = state["rows"], state["step"], state["done"], state["elapsed"]
-        self.final, self.evaluated = state["final"], state["evaluated"]
+        self.final = state["final"]
         if stream:
             stream.pos, stream.state = state["stream"]
 

@@ -39,20 +39,22 @@ POW2_NEG = tuple(2.0 ** -(2**i) for i in range(10))  # 2^-1, 2^-2, 2^-4, ..., 2^
 
 def tanh(a):
     """tanh in the kernels' precision (float32 only outside the kernels: the twin tests use)."""
-    return _tanh32(np.asarray(a, np.float32))
+    return _rational_tanh(np.clip(np.asarray(a, np.float32), -CLAMP, CLAMP))
 
 
 def sigmoid(a):
     """The logistic function in the kernels' precision (float32 only outside the kernels)."""
-    return HALF * _tanh32(HALF * np.asarray(a, np.float32)) + HALF
+    return HALF * tanh(HALF * np.asarray(a, np.float32)) + HALF
 
 
-def _tanh32(a):
-    a = np.minimum(np.maximum(a, -CLAMP), CLAMP) if isinstance(a, np.ndarray) else min(max(a, -CLAMP), CLAMP)
-    a2 = a * a
-    p = ((((((A13 * a2 + A11) * a2 + A9) * a2 + A7) * a2 + A5) * a2 + A3) * a2 + A1) * a
-    q = ((B6 * a2 + B4) * a2 + B2) * a2 + B0
-    return p / q
+def _rational_tanh(x):
+    """tanh(x) for x already clamped to +-CLAMP: plain arithmetic, on arrays here and scalars in kernels."""
+    x2 = x * x
+    p = ((((((A13 * x2 + A11) * x2 + A9) * x2 + A7) * x2 + A5) * x2 + A3) * x2 + A1) * x
+    return p / (((B6 * x2 + B4) * x2 + B2) * x2 + B0)
+
+
+_rational_tanh_jit = njit(inline="always", cache=True, error_model="numpy")(_rational_tanh)
 
 
 # float64. No branch and no loop anywhere: the overloads inline these into the kernels' IR.
@@ -95,12 +97,8 @@ def _sigmoid64(a):
 @overload(tanh, inline="always")
 def _tanh_impl(a):
     if a == types.float32:
-        def rational(a):
-            x = min(max(a, -CLAMP), CLAMP)  # builtins, not branches: the inlined IR stays branch-free
-            x2 = x * x
-            p = ((((((A13 * x2 + A11) * x2 + A9) * x2 + A7) * x2 + A5) * x2 + A3) * x2 + A1) * x
-            return p / (((B6 * x2 + B4) * x2 + B2) * x2 + B0)
-        return rational
+        # min / max builtins, not branches: the inlined IR stays branch-free
+        return lambda a: _rational_tanh_jit(min(max(a, -CLAMP), CLAMP))
     return lambda a: _tanh64(a)
 
 

@@ -149,6 +149,6 @@ class CudaBackend:
             shifted = flat_h[B:] if reverse else flat_h[: (n - 1) * B]
             gemm_nt(gh[inner].T, shifted.T, parts["w_hh"], True)
         for key, g in (("b_ih", gx), ("b_hh", gh)):
-            column_sums[(g.shape[1] + THREADS - 1) // THREADS, THREADS](g, parts[key])
+            column_sums[blocks(1, g.shape[1]), THREADS](g, parts[key])
         for key, part in parts.items():
             getattr(grads, key)[...] += part.copy_to_host()
