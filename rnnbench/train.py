@@ -237,6 +237,10 @@ def torch_steps_per_s(model, problem: Problem, batch, optimizer, lr, clip, rng, 
         return None
     from torch import nn
 
+    from rnnbench.runtime import get_num_threads
+
+    torch.set_num_threads(get_num_threads())  # like for like: the thread count rnnbench ran on
+
     rnn = model.rnn
     trnn = torch_recurrent_module(rnn.cell.name, rnn.input_size, rnn.hidden_size)
     head = nn.Linear(rnn.hidden_size, model.output_size)
