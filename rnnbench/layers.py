@@ -262,6 +262,9 @@ class RecurrentLayer:
         steps, H, names = rec.tapes[layer][direction].steps, self.hidden_size, self.cell.gate_names
         if "gates" in steps:  # side by side in one array (reference)
             values = {n: steps["gates"][..., k * H : (k + 1) * H] for k, n in enumerate(names)}
+        elif "planes" in steps:  # (T, planes, B, H) in one array, on a device (cuda): copied here
+            planes = np.asarray(steps["planes"])
+            values = {n: planes[:, k] for k, n in enumerate(names)}
         else:  # one array per gate, under its name (cpu)
             values = {n: steps[n] for n in names}
         if rec.unbatched:

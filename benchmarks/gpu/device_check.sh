@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# One call on a lent GPU (the `device` tool), from the repository root: the cuda tests on the real
-# GPU (no simulator), then rnnbench-cuda against cuDNN. Everything lands in $OUT as it goes.
+# One call on a lent GPU (the `device` tool), from the repository root: the benchmark against cuDNN,
+# then the cuda tests on the real GPU (no simulator). Everything lands in $OUT as it goes.
 #   device run: bash benchmarks/gpu/device_check.sh   (timeout_s about 480)
 set -uo pipefail
 OUT=${OUT:-/tmp/rnnbench-gpu}
 mkdir -p "$OUT"
-export PYTHONPATH=$PWD  # the image has numba-cuda, torch, click, rich, pandas: no install needed
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; python3 -c "import numba, torch; print('numba', numba.__version__, 'torch', torch.__version__)"; } > "$OUT/env.txt" 2>&1
-timeout 200 python3 -m pytest -q -p no:cacheprovider tests/cuda_backend > "$OUT/tests.log" 2>&1
-echo "tests exit $?" >> "$OUT/tests.log"
-timeout 260 python3 benchmarks/gpu/vs_cudnn.py "$OUT/vs_cudnn.csv" 230 > "$OUT/bench.log" 2>&1
-echo "bench exit $?" >> "$OUT/bench.log"
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1  # the image has numba-cuda, torch, click, rich, pandas: no install needed
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv
+  python3 -c "import numba, torch, numpy; print('numba', numba.__version__, 'torch', torch.__version__, 'numpy', numpy.__version__, 'cudnn', torch.backends.cudnn.version())"
+  python3 -m pip show numba-cuda 2>/dev/null | head -2; } > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+timeout ${BENCH_S:-250} python3 benchmarks/gpu/vs_cudnn.py "$OUT/vs_cudnn.csv" ${BENCH_BUDGET:-200} 2>&1 | tee "$OUT/bench.log"
+echo "bench exit $?"
+timeout ${TESTS_S:-170} python3 -m pytest -q -x -p no:cacheprovider tests/cuda_backend > "$OUT/tests.log" 2>&1
+echo "tests exit $?" | tee -a "$OUT/tests.log"; tail -5 "$OUT/tests.log"

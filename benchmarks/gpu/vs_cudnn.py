@@ -1,76 +1,251 @@
 """rnnbench's cuda backend against cuDNN (through torch) on one GPU, in one process.
 
-For a lent GPU (the workplace's `device` tool; device_check.sh runs this): per size, the median
-of forward+backward over repeats after a warm-up, synchronised; torch with TF32 off (FP32, like
-for like) and on (its default). rnnbench's time includes the host copies at the layer boundary
-(the first increment of issue 7 keeps the tape on the host): stated in the csv's `note`.
-Rows are appended to the csv as they are measured, so a cut-off run keeps what finished.
+For a lent GPU (the workplace's `device` tool; device_check.sh runs this). Per size: the weights of
+a torch module copied into rnnbench, both given the same input, already on the device; rnnbench's
+forward and forward+backward (dx and every weight gradient) checked against torch with TF32 off
+(relative error of the output, dx and dW_hh), then timed with CUDA events: median of repeats after a
+warm-up, on each path (``auto``, ``steps``, ``persistent`` where it fits) beside torch with TF32 off
+(FP32, like for like) and on (its default). The layer API's time (host arrays in and out, the
+copies included) is a row of its own. Rows go to the csv as they are measured, so a cut-off run
+keeps what finished. Also: our GEMM against torch's on the projection of LSTM 1024/128/25.
 
     python benchmarks/gpu/vs_cudnn.py OUT.csv [seconds]
 """
 import csv
+import warnings
 import sys
 import time
 
 import numpy as np
 
 SIZES = [  # cell, T, B, H (input = hidden, DeepBench's convention)
-    ("lstm", 150, 1, 256), ("lstm", 25, 4, 512), ("gru", 100, 4, 256), ("rnn_tanh", 100, 1, 256),
-    ("lstm", 25, 16, 512), ("lstm", 150, 16, 256), ("rnn_tanh", 50, 16, 1760), ("lstm", 25, 128, 1024),
-    ("gru", 187, 32, 1024),
+    ("lstm", 150, 1, 256), ("lstm", 150, 4, 256), ("lstm", 25, 1, 512), ("lstm", 25, 4, 512),
+    ("gru", 100, 1, 256), ("gru", 100, 4, 256), ("rnn_tanh", 100, 1, 256), ("rnn_tanh", 100, 4, 1024),
+    ("lstm", 25, 16, 512), ("lstm", 150, 16, 256), ("rnn_tanh", 50, 16, 1760), ("gru", 187, 32, 1024),
+    ("lstm", 25, 128, 1024),
 ]
+FIELDS = ["cell", "seq_len", "batch", "hidden_size", "impl", "phase", "time_s", "rel_err_out", "rel_err_dx",
+          "rel_err_dw_hh", "device", "note"]
 
 
-def _median(fn, sync, repeats=5):
-    fn()
-    sync()
+def _median_events(fn, repeats, warmup=2):
+    from numba import cuda
+
+    for _ in range(warmup):
+        fn()
+    cuda.synchronize()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, end = cuda.event(), cuda.event()
+        start.record()
         fn()
-        sync()
-        times.append(time.perf_counter() - start)
+        end.record()
+        end.synchronize()
+        times.append(cuda.event_elapsed_time(start, end) / 1e3)
     return float(np.median(times))
 
 
-def main(out, budget_s=240.0):
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def _repeats(seconds):
+    return int(np.clip(0.5 / max(seconds, 1e-6), 3, 20))
+
+
+def measure(writer, f, cell_name, T, B, H, device):
     import torch
     from numba import cuda
 
+    from rnnbench.backends.base import LayerWeights
+    from rnnbench.backends.cuda import DeviceWeights, backward_pass, forward_pass
+    from rnnbench.cells import get_cell
     from rnnbench.layers import RecurrentLayer
 
+    cell = get_cell(cell_name)
+    torch.manual_seed(0)
+    module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn_tanh": torch.nn.RNN}[cell_name](H, H).cuda()
+    params = {k: v.detach().cpu().numpy() for k, v in module.named_parameters()}
+    w = LayerWeights(params["weight_ih_l0"], params["weight_hh_l0"], params["bias_ih_l0"], params["bias_hh_l0"])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, H)).astype(np.float32)
+    go = rng.standard_normal((T, B, H)).astype(np.float32)
+    zeros = np.zeros((B, H), np.float32)
+    dw = DeviceWeights.from_host(cell_name, w)
+    dx_, dgo, dz = cuda.to_device(x), cuda.to_device(go), cuda.to_device(zeros)
+    lstm = cell_name == "lstm"
+    grads = {k: cuda.to_device(np.zeros_like(getattr(w, k))) for k in ("w_ih", "w_hh", "b_ih", "b_hh")}
+
+    xt = torch.from_numpy(x).cuda().requires_grad_(True)
+    gt = torch.from_numpy(go).cuda()
+    torch.backends.cudnn.allow_tf32 = False
+    out_t, _ = module(xt)
+    out_t.backward(gt)
+    ref = out_t.detach().cpu().numpy(), xt.grad.cpu().numpy(), module.weight_hh_l0.grad.cpu().numpy()
+    row = dict(cell=cell_name, seq_len=T, batch=B, hidden_size=H, device=device)
+
+    def write(**kw):
+        writer.writerow(dict(row, **kw))
+        f.flush()
+
+    paths = ["auto", "steps", "persistent"]
+    for path in paths:
+        def fwd(store=False):
+            return forward_pass(cell, dw, dx_, dz, dz if lstm else None, False, store, path)
+
+        def fwd_bwd():
+            tape = fwd(True)
+            return backward_pass(cell, dw, tape, dx_, dgo, zeros, zeros if lstm else None, False, grads, path=path)
+
+        try:
+            tape = fwd(True)
+        except ValueError as e:  # the persistent kernel does not fit this size
+            write(impl=f"rnnbench-{path}", phase="fwd", note=str(e))
+            continue
+        for g in grads.values():
+            g.copy_to_device(np.zeros(g.shape, np.float32))
+        dx, _, _ = backward_pass(cell, dw, tape, dx_, dgo, zeros, zeros if lstm else None, False, grads, path=path)
+        errs = dict(rel_err_out=_rel(tape.h.copy_to_host(), ref[0]), rel_err_dx=_rel(dx.copy_to_host(), ref[1]),
+                    rel_err_dw_hh=_rel(grads["w_hh"].copy_to_host(), ref[2]))
+        t1 = _median_events(fwd, 3)
+        write(impl=f"rnnbench-{path}", phase="fwd", time_s=_median_events(fwd, _repeats(t1)), **errs)
+        t1 = _median_events(fwd_bwd, 3)
+        write(impl=f"rnnbench-{path}", phase="fwd+bwd", time_s=_median_events(fwd_bwd, _repeats(t1)), **errs)
+
+    layer = RecurrentLayer(cell_name, H, H, backend="cuda", seed=0)
+
+    def layer_step():
+        layer(x)
+        layer.backward(go, hidden=False)
+
+    t1 = _median_events(layer_step, 2, warmup=1)
+    write(impl="rnnbench-layer", phase="fwd+bwd", time_s=_median_events(layer_step, _repeats(t1), warmup=0),
+          note="host arrays in and out: copies and weight transfers included")
+
+    for tf32 in (False, True):
+        torch.backends.cudnn.allow_tf32 = tf32
+
+        def t_fwd():
+            with torch.no_grad():
+                module(xt)
+
+        def t_step():
+            out, _ = module(xt)
+            out.backward(gt)
+
+        for phase, fn in (("fwd", t_fwd), ("fwd+bwd", t_step)):
+            t1 = _median_events(fn, 3)
+            write(impl=f"cudnn-tf32-{'on' if tf32 else 'off'}", phase=phase, time_s=_median_events(fn, _repeats(t1)))
+
+
+def gemm_rates(out_dir):
+    """Our register-tiled GEMM (several tiles) against torch.matmul (TF32 off) on the projection
+    of LSTM 1024/128/25: (3200 x 1024) (1024 x 4096)."""
+    import torch
+    from numba import cuda
+
+    from rnnbench.backends.cuda.matmul import gemm
+
+    M, K, N = 3200, 1024, 4096
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((M, K)).astype(np.float32), rng.standard_normal((N, K)).astype(np.float32)
+    da, db, out = cuda.to_device(a), cuda.to_device(b), cuda.device_array((M, N), np.float32)
+    ref = a.astype(np.float64) @ b.T.astype(np.float64)
+    lines = []
+    for tile in ((4, 4), (2, 2), (8, 4), (4, 8)):
+        gemm(da, db, out, b_nk=True, tile=tile)
+        err = _rel(out.copy_to_host(), ref)
+        t = _median_events(lambda: gemm(da, db, out, b_nk=True, tile=tile), 10)
+        lines.append(f"rnnbench tile {tile}: {t * 1e3:.3f} ms, {2 * M * K * N / t / 1e12:.2f} TFLOP/s, rel err {err:.1e}")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    ta, tb = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
+    t = _median_events(lambda: ta @ tb.T, 10)
+    lines.append(f"torch fp32: {t * 1e3:.3f} ms, {2 * M * K * N / t / 1e12:.2f} TFLOP/s")
+    print("\n".join(lines), flush=True)
+    with open(f"{out_dir}/gemm.txt", "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def overheads():
+    """What a pass costs beside its kernels: a forward of one step at B = 1, H = 32 (both paths),
+    timed on the host and with events, and one device allocation."""
+    from numba import cuda
+
+    from rnnbench.backends.cuda import DeviceWeights, forward_pass
+    from rnnbench.backends.cuda.device import empty
+    from rnnbench.backends.base import LayerWeights
+    from rnnbench.cells import get_cell
+
+    rng = np.random.default_rng(0)
+    H = 32
+    w = LayerWeights(*(rng.standard_normal(s).astype(np.float32) * 0.1 for s in ((4 * H, H), (4 * H, H), (4 * H,), (4 * H,))))
+    dw = DeviceWeights.from_host("lstm", w)
+    x, z = cuda.to_device(rng.standard_normal((1, 1, H)).astype(np.float32)), cuda.to_device(np.zeros((1, H), np.float32))
+    lines = []
+    for path in ("persistent", "steps"):
+        fn = lambda: forward_pass(get_cell("lstm"), dw, x, z, z, False, True, path)  # noqa: E731
+        fn()
+        cuda.synchronize()
+        began = time.perf_counter()
+        for _ in range(50):
+            fn()
+        cuda.synchronize()
+        lines.append(f"one-step LSTM forward ({path}): host {(time.perf_counter() - began) / 50 * 1e6:.0f} us, "
+                     f"events {_median_events(fn, 20) * 1e6:.0f} us")
     began = time.perf_counter()
-    fields = ["cell", "seq_len", "batch", "hidden_size", "impl", "time_s", "device", "note"]
+    for _ in range(100):
+        empty((1024, 1024), np.float32)
+    lines.append(f"device allocation of 4 MB: {(time.perf_counter() - began) / 100 * 1e6:.0f} us")
+    print("\n".join(lines), flush=True)
+    return lines
+
+
+def main(out, budget_s=240.0):
+    import os
+
+    import torch
+    from numba.core.errors import NumbaPerformanceWarning
+
+    warnings.simplefilter("ignore", NumbaPerformanceWarning)  # small grids are by design at small batch
+    began = time.perf_counter()
+    device = torch.cuda.get_device_name()
+    folder = os.path.dirname(os.path.abspath(out))
+    gemm_rates(folder)
+    with open(f"{folder}/overheads.txt", "w") as f:
+        f.write("\n".join(overheads()) + "\n")
     with open(out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
-        device = torch.cuda.get_device_name()
         for cell, T, B, H in SIZES:
             if time.perf_counter() - began > budget_s:
+                print("budget spent; stopped before", cell, T, B, H, flush=True)
                 break
-            rng = np.random.default_rng(0)
-            x = rng.standard_normal((T, B, H)).astype(np.float32)
-            ours = RecurrentLayer(cell, H, H, backend="cuda", seed=0)
-            go = np.ones((T, B, H), np.float32)
-            row = dict(cell=cell, seq_len=T, batch=B, hidden_size=H, device=device)
-            t = _median(lambda: (ours(x), ours.backward(go, hidden=False)), cuda.synchronize)
-            writer.writerow(dict(row, impl="rnnbench-cuda", time_s=t, note="fwd+bwd; host copies at the layer boundary"))
-            f.flush()
-            module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn_tanh": torch.nn.RNN}[cell](H, H).cuda()
-            xt = torch.from_numpy(x).cuda().requires_grad_(True)
-            gt = torch.from_numpy(go).cuda()
-            for tf32 in (False, True):
-                torch.backends.cudnn.allow_tf32 = tf32
+            try:
+                measure(writer, f, cell, T, B, H, device)
+            except Exception as e:  # keep the other sizes
+                import traceback
 
-                def step():
-                    out, _ = module(xt)
-                    out.backward(gt)
-
-                t = _median(step, torch.cuda.synchronize)
-                writer.writerow(dict(row, impl=f"cudnn-tf32-{'on' if tf32 else 'off'}", time_s=t,
-                                     note="fwd+bwd; data resident on the GPU"))
+                traceback.print_exc()
+                writer.writerow(dict(cell=cell, seq_len=T, batch=B, hidden_size=H, impl="error", note=repr(e)[:300]))
                 f.flush()
-            print(cell, T, B, H, "done", flush=True)
+            print(cell, T, B, H, "done", f"{time.perf_counter() - began:.0f} s", flush=True)
+    summary(out)
+
+
+def summary(out):
+    """The last lines printed: torch (TF32 off) time over ours, per size and phase."""
+    import pandas as pd
+
+    df = pd.read_csv(out)
+    df = df[df["time_s"].notna()]
+    t = df.pivot_table(index=["cell", "seq_len", "batch", "hidden_size", "phase"], columns="impl", values="time_s")
+    for impl in [c for c in t.columns if c.startswith("rnnbench")]:
+        t[f"x_{impl[9:]}"] = t["cudnn-tf32-off"] / t[impl]
+    pd.set_option("display.width", 250)
+    print((t * 1).round(5).to_string())
+    errs = df.groupby("impl")[["rel_err_out", "rel_err_dx", "rel_err_dw_hh"]].max()
+    print(errs.to_string())
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Measured with ``tracemalloc``, which sees NumPy's allocations and (Numba 0.68) those made inside
 @njit code through Numba's runtime; a test keeps that true. The model counts the buffers the
 implementation holds at its peak, per step and batch row, from T, B, I, H, the cell's gate and
-tape sizes, layers, directions, dtype and the backend's own working buffers.
+tape sizes, layers, directions, dtype and the backend's own working buffers. On the cuda backend
+the peak is of device memory, from the backend's ledger of its allocations.
 """
 from __future__ import annotations
 
@@ -35,6 +36,18 @@ def peak_bytes(fn):
     finally:
         if started:
             tracemalloc.stop()
+
+
+def device_peak_bytes(fn):
+    """(result, peak device bytes above the start) of fn() on the cuda backend: its own ledger of
+    the arrays it allocates, freed when no view of them is left (tracemalloc does not see a GPU)."""
+    from rnnbench.backends.cuda.device import LEDGER
+
+    gc.collect()
+    LEDGER.reset_peak()
+    base = LEDGER.live
+    result = fn()
+    return result, LEDGER.peak - base
 
 
 def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str = "cpu") -> int:
@@ -93,7 +106,7 @@ def measure_memory(config: Config, backend: str = "cpu", strategy: str = "full",
     step = training_step(runner, strategy, truncation, chunk)
     step()  # compile (or load) the kernels outside the measurement
     runner.model._record = None
-    _, peak = peak_bytes(step)
+    _, peak = device_peak_bytes(step) if backend == "cuda" else peak_bytes(step)
     shown = chunk if strategy == "streaming" else truncation
     row = base_row(config, backend, experiment="memory", truncation=shown, strategy=strategy,
                    phase="fwd+bwd", chunk=chunk, k=chunk if strategy == "streaming" else None)

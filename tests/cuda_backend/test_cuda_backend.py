@@ -1,11 +1,19 @@
-"""The cuda backend against the cpu backend (itself checked against torch): every cell, options,
-truncation, hidden / cell gradients. Tiny sizes: under the simulator every thread is Python."""
+"""The cuda backend against the cpu backend (itself checked against torch): every cell, both paths
+(per-step launches and the persistent kernel), options, truncation, hidden / cell gradients; and its
+products against numpy. Tiny sizes: under the simulator every thread is Python."""
 import numpy as np
 import pytest
 
+from rnnbench.backends import get_backend
 from rnnbench.layers import RecurrentLayer
 
 CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+
+
+@pytest.fixture
+def path(request, monkeypatch):
+    monkeypatch.setattr(get_backend("cuda"), "path", request.param)
+    return request.param
 
 
 def _pair(cell, dtype, **options):
@@ -31,20 +39,26 @@ def _compare(cell, dtype, rtol, T=4, B=2, backward=None, forward=None, **options
         a, b = grads[0][k], grads[1][k]
         for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
             np.testing.assert_allclose(v, u, rtol=rtol, atol=rtol, err_msg=f"{cell} {k}")
+    return cpu, gpu
 
 
+@pytest.mark.parametrize("path", ["steps", "persistent"], indirect=True)
 @pytest.mark.parametrize("cell", CELLS)
-def test_float64_equals_the_cpu_backend(cell):
+def test_float64_equals_the_cpu_backend(cell, path):
     _compare(cell, "float64", 1e-12, bidirectional=True)
 
 
+@pytest.mark.parametrize("path", ["steps", "persistent"], indirect=True)
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_float32_agrees_with_the_cpu_backend(cell):
-    _compare(cell, "float32", 1e-5, num_layers=2)
+def test_float32_agrees_with_the_cpu_backend(cell, path):
+    cpu, gpu = _compare(cell, "float32", 1e-5, num_layers=2, B=5)
+    for name, plane in gpu.gate_activations(1).items():
+        np.testing.assert_allclose(plane, cpu.gate_activations(1)[name], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("path", ["steps", "persistent"], indirect=True)
 @pytest.mark.parametrize("cell", ["rnn_tanh", "lstm"])
-def test_truncation_and_checkpointing(cell):
+def test_truncation_and_checkpointing(cell, path):
     _compare(cell, "float64", 1e-12, T=5, backward={"truncation": (2, 3)})
     _compare(cell, "float64", 1e-12, T=5, forward={"checkpoint": 2})
 
@@ -54,3 +68,51 @@ def test_unbatched_and_batch_first():
     x = np.random.default_rng(0).standard_normal((2, 3, 3))
     np.testing.assert_allclose(gpu(x)[0], cpu(x)[0], rtol=1e-12)
     np.testing.assert_allclose(gpu(x[0])[0], cpu(x[0])[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("a_km", [False, True])
+@pytest.mark.parametrize("b_nk", [False, True])
+def test_matmul_every_layout_against_numpy(a_km, b_nk):
+    from numba import cuda
+
+    from rnnbench.backends.cuda.matmul import column_sums, gemm, transposed
+
+    rng = np.random.default_rng(2)
+    A, Bm = rng.standard_normal((9, 21)), rng.standard_normal((21, 7))  # over a tile in every direction
+    out = cuda.to_device(np.ones((9, 7)))
+    gemm(cuda.to_device(np.ascontiguousarray(A.T if a_km else A)),
+           cuda.to_device(np.ascontiguousarray(Bm.T if b_nk else Bm)), out, True, a_km=a_km, b_nk=b_nk)
+    np.testing.assert_allclose(out.copy_to_host(), 1 + A @ Bm, rtol=1e-12)
+    sums = cuda.to_device(np.ones(21))
+    column_sums(cuda.to_device(A), sums, chunks=4)
+    np.testing.assert_allclose(sums.copy_to_host(), 1 + A.sum(axis=0), rtol=1e-12)
+    t = transposed(cuda.to_device(A), cuda.device_array((21, 9)))
+    np.testing.assert_array_equal(t.copy_to_host(), A.T)
+
+
+def test_the_ledger_counts_device_bytes_until_freed():
+    import gc
+
+    from rnnbench.backends.cuda.device import LEDGER, empty
+
+    gc.collect()
+    LEDGER.reset_peak()
+    before = LEDGER.live
+    a = empty((10, 4), np.float64)
+    view = a[2:]
+    del a
+    gc.collect()
+    assert LEDGER.live == before + 320  # a view keeps the allocation alive
+    del view
+    gc.collect()
+    assert LEDGER.live == before and LEDGER.peak == before + 320
+
+
+def test_memory_analysis_reports_the_device_peak():
+    from rnnbench.analysis.memory import measure_memory
+    from rnnbench.analysis.runners import Config
+
+    config = Config(cell="lstm", seq_len=6, batch=2, input_size=3, hidden_size=4, dtype="float64")
+    rows = {r["metric"]: r["value"] for r in measure_memory(config, backend="cuda")}
+    tape = 6 * 2 * 4 * 8 * (1 + 1 + 4)  # h, c and four gate planes, on the device
+    assert tape < rows["peak_bytes"] < 20 * tape

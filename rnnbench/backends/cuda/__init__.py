@@ -1,29 +1,42 @@
 """The numba.cuda backend: the cpu backend's structure on a GPU.
 
-A forward is the input projection of every step (one tiled GEMM, ``matmul.py``) and then a kernel
-per step, the recurrent product fused with the gate math (``rnn.py``, ``lstm.py``, ``gru.py``); a
-backward runs a kernel per step in reverse (each making its share of W_hh^T da from the step
-before) and then every weight gradient and dx as tiled GEMMs over all steps. Within a pass the data
-stay on the device, with no host round trip in the time loop.
+A forward is the input projection of every step (one register-tiled GEMM, ``matmul.py``) and
+then the recurrence: either a launch per step, the step's recurrent product fused with the cell's
+gate math (``steps.py``), or one persistent launch for the whole sequence that keeps W_hh in shared
+memory (``persistent.py``); the cell's math itself is in ``rnn.py``, ``lstm.py`` and ``gru.py``. A
+backward runs the recurrence in reverse the same way, then dx and every weight gradient as large
+products over all steps. ``path="auto"`` takes the persistent kernel where it fits and the batch is
+small (``PERSISTENT_MAX_BATCH``), else the per-step launches.
 
-First increment (issue 7): a layer's inputs go to the device and its tape comes back at the layer
-boundary, so the layers above (stacking, directions, dropout, truncation, checkpointing) run
-unchanged. A tape that stays on the device from the first layer to the last, a persistent kernel,
-CUDA-event timing and device memory accounting are still to come.
+``forward_pass`` / ``backward_pass`` work on device arrays alone (what the benchmarks time, with
+CUDA events). ``CudaBackend`` serves the layers above (stacking, directions, dropout, truncation,
+checkpointing) as every backend does: a layer's input and output cross to the host at its boundary
+(the layers are written for numpy); its tape (gates, cell states, outputs) stays on the device
+until its backward.
 
 Without a GPU, ``NUMBA_ENABLE_CUDASIM=1`` (set before numba is imported) runs these kernels in
 numba's CUDA simulator: slowly, for tests at tiny sizes.
 """
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+from types import SimpleNamespace
+
 import numpy as np
 
 from rnnbench.backends.base import BackwardResult, LayerWeights, Tape, forward_bias
-from rnnbench.backends.cuda import gru, lstm, rnn
-from rnnbench.backends.cuda.device import blocks, carry_kernel, THREADS
-from rnnbench.backends.cuda.matmul import column_sums, gemm_nt
+from rnnbench.backends.cuda import gru, lstm, persistent, rnn, steps
+from rnnbench.backends.cuda.device import LEDGER, copy, empty, on_device, zeros
+from rnnbench.backends.cuda.matmul import column_sums, gemm, transposed
 
-MODULES = {"rnn_tanh": rnn, "rnn_relu": rnn, "lstm": lstm, "gru": gru}
+CELL_MATH = {  # name -> (forward, backward, gates, tape planes)
+    "rnn_tanh": (rnn.tanh_forward, rnn.tanh_backward, rnn.GATES, rnn.PLANES),
+    "rnn_relu": (rnn.relu_forward, rnn.relu_backward, rnn.GATES, rnn.PLANES),
+    "lstm": (lstm.forward, lstm.backward, lstm.GATES, lstm.PLANES),
+    "gru": (gru.forward, gru.backward, gru.GATES, gru.PLANES),
+}
+PERSISTENT_MAX_BATCH = 16
 
 
 def gpu_or_simulator() -> None:
@@ -35,120 +48,206 @@ def gpu_or_simulator() -> None:
                            "numba's CUDA simulator, set NUMBA_ENABLE_CUDASIM=1 before Python starts")
 
 
-def _dev(a):
-    from numba import cuda
+@functools.lru_cache(maxsize=None)
+def kernels(cell: str, dtype: str, tile: tuple[int, int]) -> SimpleNamespace:
+    """The compiled-on-first-launch kernels of one cell, dtype and step tile."""
+    from numba import float32, float64
 
-    return cuda.to_device(np.ascontiguousarray(a))
+    fwd, bwd, G, _ = CELL_MATH[cell]
+    nb = float32 if dtype == "float32" else float64
+    return SimpleNamespace(
+        step_forward=steps.make_forward(fwd, G, nb, *tile),
+        step_backward=steps.make_backward(bwd, nb, *tile),
+        persistent_forward=persistent.make_forward(fwd, G, nb),
+        persistent_backward=persistent.make_backward(bwd, nb),
+    )
 
 
-def _zeros(shape, dtype):
-    return _dev(np.zeros(shape, dtype))
+@dataclass
+class DeviceWeights:
+    """One layer and direction's weights on the device, with what the kernels read: W_hh^T for
+    the backward's products and the forward's one bias array (``forward_bias``)."""
+
+    w_ih: object
+    w_hh: object
+    w_hh_t: object
+    bias: object
+
+    @classmethod
+    def from_host(cls, cell_name: str, w: LayerWeights) -> "DeviceWeights":
+        w_hh = on_device(w.w_hh)
+        return cls(on_device(w.w_ih), w_hh, transposed(w_hh, empty(w.w_hh.T.shape, w.w_hh.dtype)),
+                   on_device(forward_bias(cell_name, w)))
+
+
+@dataclass
+class DeviceTape:
+    h: object  # (n, B, H)
+    c: object  # (n, B, H) for LSTM, else a (1, B, H) placeholder
+    planes: object  # (n or 1, P, B, H): what the cell keeps per step
+    h0: object
+    c0: object
+
+
+def _sms() -> int:
+    from numba import config, cuda
+
+    return 1 if config.ENABLE_CUDASIM else cuda.get_current_device().MULTIPROCESSOR_COUNT
+
+
+_PLANS: dict = {}
+
+
+def _persistent_plan(kernel, args, rows_per_unit, K, H, B, dtype):
+    """(blocks, J, S, shared bytes) of the persistent kernel at this size, or None where the cache
+    does not fit shared memory or the grid one cooperative launch; worked out once per size."""
+    from numba import config, typeof
+
+    key = (kernel, rows_per_unit, K, H, B, np.dtype(dtype).name)
+    if key not in _PLANS:
+        fit = persistent.plan(rows_per_unit, K, H, B, np.dtype(dtype).itemsize, _sms())
+        if fit is not None:
+            J, S, shared = fit
+            blocks = -(-H // J)
+            if config.ENABLE_CUDASIM:
+                fits = blocks == 1
+            else:
+                compiled = kernel.compile(tuple(typeof(a) for a in args[:-2] + (J, S) + args[-2:]))
+                fits = blocks <= compiled.max_cooperative_grid_blocks(persistent.THREADS, shared)
+            fit = (blocks, J, S, shared) if fits else None
+        _PLANS[key] = fit
+    return _PLANS[key]
+
+
+def _launch_persistent(kernel, args, rows_per_unit, K, H, B, dtype, path) -> bool:
+    """Launch the persistent kernel if ``path`` allows it and it fits; False if it did not run."""
+    if path == "steps" or (path == "auto" and B > PERSISTENT_MAX_BATCH):
+        return False
+    fit = _persistent_plan(kernel, args, rows_per_unit, K, H, B, dtype)
+    if fit is not None:
+        blocks, J, S, shared = fit
+        kernel[blocks, persistent.THREADS, 0, shared](*args[:-2], J, S, *args[-2:])
+        return True
+    if path == "persistent":
+        raise ValueError(f"the persistent kernel does not fit hidden size {H} at batch {B} ({dtype}); use path='auto'")
+    return False
+
+
+def forward_pass(cell, dw: DeviceWeights, x, h0, c0, reverse: bool, store: bool, path: str = "auto") -> DeviceTape:
+    """The recurrence of one layer and direction over x (n, B, I), all on the device."""
+    n, B, I = x.shape
+    H, dtype = h0.shape[1], h0.dtype
+    fwd, _, G, planes = CELL_MATH[cell.name]
+    k = kernels(cell.name, np.dtype(dtype).name, steps.tile_for(B))
+    xp = empty((n, B, G * H), dtype)
+    gemm(x.reshape(n * B, I), dw.w_ih, xp.reshape(n * B, G * H), b_nk=True)
+    lstm_cell = cell.name == "lstm"
+    h = empty((n, B, H), dtype)
+    c = empty((n if lstm_cell else 1, B, H), dtype)
+    c0 = c0 if lstm_cell else zeros((B, H), dtype)
+    tape = empty((n if store and planes else 1, max(len(planes), 1), B, H), dtype)
+    one = np.dtype(dtype).type(1)
+    args = (xp, dw.w_hh, dw.bias, h0, c0, h, c, tape, reverse, one)
+    if not _launch_persistent(k.persistent_forward, args, G, H, H, B, dtype, path):
+        grid, block = steps.grid(B, H, steps.tile_for(B))
+        for s in range(n):
+            k.step_forward[grid, block](*args[:-2], s, *args[-2:])
+    return DeviceTape(h, c, tape, h0, c0)
+
+
+def backward_pass(cell, dw: DeviceWeights, tape: DeviceTape, x, dy, dh_n, dc_n, reverse: bool,
+                  grads: dict, hid=None, cel=None, path: str = "auto"):
+    """Backpropagate through one layer and direction on the device: (dx, dh0, dc0); adds the
+    weight gradients into ``grads`` (device arrays under LayerWeights' names) and, when given,
+    dL/dh_t (dL/dc_t) into ``hid`` (``cel``)."""
+    n, B, H = dy.shape
+    dtype = dy.dtype
+    _, bwd, G, _ = CELL_MATH[cell.name]
+    tile = steps.tile_for(B)
+    k = kernels(cell.name, np.dtype(dtype).name, tile)
+    dax = empty((n, B, G * H), dtype)
+    dah = empty((n, B, G * H), dtype) if cell.name == "gru" else dax
+    direct = copy(dh_n)  # updated in place: our own copies
+    dc = copy(dc_n) if cell.name == "lstm" else zeros((1, 1), dtype)
+    hid = empty((1, B, H), dtype) if hid is None else hid
+    cel = empty((1, B, H), dtype) if cel is None else cel
+    dh0 = empty((B, H), dtype)
+    one = np.dtype(dtype).type(1)
+    args = (dw.w_hh_t, dy, direct, dc, tape.planes, tape.h, tape.h0, tape.c, tape.c0, dax, dah, hid, cel, dh0,
+            reverse, one)
+    if not _launch_persistent(k.persistent_backward, args, 1, G * H, H, B, dtype, path):
+        grid, block = steps.grid(B, H, tile)
+        for s in range(n + 1):
+            k.step_backward[grid, block](*args[:-2], s, *args[-2:])
+    _weight_gradients(dax.reshape(n * B, G * H), dah.reshape(n * B, G * H), x, tape, grads, reverse)
+    dx = empty(x.shape, dtype)
+    gemm(dax.reshape(n * B, G * H), dw.w_ih, dx.reshape(n * B, x.shape[2]))
+    return dx, dh0, (dc if cell.name == "lstm" else None)
+
+
+def _weight_gradients(gx, gh, x, tape: DeviceTape, grads: dict, reverse: bool):
+    """dW_ih += gx^T x, dW_hh += sum_t gh_t^T h_{t-1}, the bias sums: products over all steps."""
+    n, B = x.shape[:2]
+    gemm(gx, x.reshape(n * B, x.shape[2]), grads["w_ih"], True, a_km=True)
+    flat_h = tape.h.reshape(n * B, tape.h.shape[2])
+    first, inner = (slice((n - 1) * B, n * B), slice(0, (n - 1) * B)) if reverse else (slice(0, B), slice(B, n * B))
+    gemm(gh[first], tape.h0, grads["w_hh"], True, a_km=True)
+    if n > 1:
+        gemm(gh[inner], flat_h[B:] if reverse else flat_h[: (n - 1) * B], grads["w_hh"], True, a_km=True)
+    column_sums(gx, grads["b_ih"])
+    column_sums(gh, grads["b_hh"])
 
 
 class CudaBackend:
+    """The layers' backend: host arrays in and out, the tape on the device (see the module's doc)."""
+
     name = "cuda"
     FORWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}  # on the device
     BACKWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 6}
+    ledger = LEDGER
 
-    def __init__(self):
+    def __init__(self, path: str = "auto"):
+        from numba import config
+
         gpu_or_simulator()
+        config.CUDA_LOW_OCCUPANCY_WARNINGS = 0  # small grids are by design here (a small batch's step)
+        if path not in ("auto", "steps", "persistent"):
+            raise ValueError(f"unknown cuda path {path!r}; choose auto, steps or persistent")
+        self.path = path
 
     def forward(self, cell, w, x, h0, c0, reverse, store) -> Tape:
-        n, B, I = x.shape
-        H = h0.shape[1]
-        G, dtype, one = cell.gates * H, h0.dtype, h0.dtype.type(1)
-        kept = n if store else 1
-        xp = _zeros((n * B, G), dtype)
-        gemm_nt(_dev(x.reshape(n * B, I)), _dev(w.w_ih), xp)
-        xp = xp.reshape(n, B, G)
-        w_hh, bias, d_h0 = _dev(w.w_hh), _dev(forward_bias(cell.name, w)), _dev(h0)
-        h = _zeros((n, B, H), dtype)
-        planes = {k: _zeros((kept, B, H), dtype) for k in MODULES[cell.name].GATES}
-        c = _zeros((kept, B, H), dtype) if cell.name == "lstm" else None
-        d_c0 = _dev(c0) if c is not None else None
-        grid = blocks(B, H)
-        for s in range(n):
-            t = n - 1 - s if reverse else s
-            prev = t + 1 if reverse else t - 1
-            h_prev = d_h0 if s == 0 else h[prev]
-            gates = [p[t % kept] for p in planes.values()]
-            if cell.name == "lstm":
-                c_prev = d_c0 if s == 0 else c[prev % kept]
-                lstm.lstm_forward_step[grid, THREADS](xp[t], w_hh, bias, h_prev, c_prev, h[t], c[t % kept], *gates, one)
-            elif cell.name == "gru":
-                gru.gru_forward_step[grid, THREADS](xp[t], w_hh, bias, h_prev, h[t], *gates, one)
-            else:
-                rnn.rnn_forward_step[grid, THREADS](xp[t], w_hh, bias, h_prev, h[t], cell.nonlinearity == "relu", one)
-        steps = {"h": h.copy_to_host()}
-        if store:
-            steps.update({k: p.copy_to_host() for k, p in planes.items()})
-            if c is not None:
-                steps["c"] = c.copy_to_host()
+        dw = DeviceWeights.from_host(cell.name, w)
+        d_c0 = on_device(c0) if c0 is not None else None
+        dt = forward_pass(cell, dw, on_device(x), on_device(h0), d_c0, reverse, store, self.path)
         end = 0 if reverse else -1
-        c_n = None if c is None else (steps["c"][end] if store else c.copy_to_host()[0])
-        return Tape(x, reverse, h0, c0, steps["h"][end], c_n, steps)
+        steps_ = {"h": dt.h.copy_to_host(), "h_dev": dt.h}
+        lstm_cell = cell.name == "lstm"
+        if store:
+            if CELL_MATH[cell.name][3]:
+                steps_["planes"] = dt.planes
+            if lstm_cell:
+                steps_["c"] = dt.c
+        c_n = dt.c[end].copy_to_host() if lstm_cell else None
+        return Tape(x, reverse, h0, c0, steps_["h"][end], c_n, steps_)
 
     def backward(self, cell, w, tape, dy, dh_n, dc_n, reverse, grads: LayerWeights,
                  hidden=None, cell_grad=None) -> BackwardResult:
-        n, B, H = dy.shape
-        G, dtype, one = cell.gates * H, dy.dtype, dy.dtype.type(1)
-        kept = n if hidden is not None else 1  # not kept: the kernels add into a one-step scratch
-        d_hidden = _dev(hidden) if hidden is not None else _zeros((1, B, H), dtype)
-        d_cell = _dev(cell_grad) if cell_grad is not None else _zeros((1, B, H), dtype)
-        w_hh, d_dy, d_dhn = _dev(w.w_hh), _dev(dy), _dev(dh_n)
-        h, h0 = _dev(tape.h), _dev(tape.h0)
-        planes = [_dev(tape.steps[k]) for k in MODULES[cell.name].GATES]
-        dax = _zeros((n, B, G), dtype)
-        dah = _zeros((n, B, G), dtype) if cell.name == "gru" else dax
-        direct = _zeros((B, H), dtype)  # GRU's dh z between launches; zero for the others
-        if cell.name == "lstm":
-            c, c0, dc = _dev(tape.steps["c"]), _dev(tape.c0), _dev(dc_n)
-        grid = blocks(B, H)
-        last = None
-        for s in range(n):
-            t = s if reverse else n - 1 - s
-            prev = t + 1 if reverse else t - 1
-            first = s == 0
-            nxt = dah[t if first else last]
-            hid_t, gates = d_hidden[t % kept], [p[t] for p in planes]
-            if cell.name == "lstm":
-                c_prev = c[prev] if 0 <= prev < n else c0
-                lstm.lstm_backward_step[grid, THREADS](w_hh, nxt, first, d_dhn, d_dy[t], dc, *gates, c[t], c_prev,
-                                                       dax[t], hid_t, d_cell[t % kept], one)
-            elif cell.name == "gru":
-                h_prev = h[prev] if 0 <= prev < n else h0
-                gru.gru_backward_step[grid, THREADS](w_hh, nxt, first, d_dhn, direct, d_dy[t], *gates, h_prev,
-                                                     dax[t], dah[t], hid_t, one)
-            else:
-                rnn.rnn_backward_step[grid, THREADS](w_hh, nxt, first, d_dhn, d_dy[t], h[t], dax[t], hid_t,
-                                                     cell.nonlinearity == "relu", one)
-            last = t
-        dh0 = _zeros((B, H), dtype)
-        carry_kernel[grid, THREADS](w_hh, dah[last], direct, dh0)
-        if hidden is not None:
-            hidden[...] = d_hidden.copy_to_host()
-        if cell_grad is not None:
-            cell_grad[...] = d_cell.copy_to_host()
-        self._weight_gradients(w, tape, dax.reshape(n * B, G), dah.reshape(n * B, G), h, h0, grads, reverse, B)
-        dx = _zeros((n * B, w.w_ih.shape[1]), dtype)
-        gemm_nt(dax.reshape(n * B, G), _dev(w.w_ih.T), dx)
-        return BackwardResult(dx.copy_to_host().reshape(tape.x.shape), dh0.copy_to_host(),
-                              dc.copy_to_host() if cell.name == "lstm" else None)
-
-    @staticmethod
-    def _weight_gradients(w, tape, gx, gh, h, h0, grads, reverse, B):
-        """dW_ih = gx^T x, dW_hh = sum_t gh_t^T h_{t-1}, the bias sums: products over all steps."""
-        n = tape.x.shape[0]
-        x = _dev(tape.x.reshape(n * B, -1))
-        parts = {k: _zeros(getattr(grads, k).shape, getattr(grads, k).dtype) for k in ("w_ih", "w_hh", "b_ih", "b_hh")}
-        gemm_nt(gx.T, x.T, parts["w_ih"])
-        flat_h = h.reshape(n * B, -1)
-        first, inner = (slice((n - 1) * B, n * B), slice(0, (n - 1) * B)) if reverse else (slice(0, B), slice(B, n * B))
-        gemm_nt(gh[first].T, h0.T, parts["w_hh"], True)
-        if n > 1:
-            shifted = flat_h[B:] if reverse else flat_h[: (n - 1) * B]
-            gemm_nt(gh[inner].T, shifted.T, parts["w_hh"], True)
-        for key, g in (("b_ih", gx), ("b_hh", gh)):
-            column_sums[blocks(1, g.shape[1]), THREADS](g, parts[key])
+        dw = DeviceWeights.from_host(cell.name, w)
+        st = tape.steps
+        B, H = dy.shape[1:]
+        placeholder = "c" not in st
+        dt = DeviceTape(st["h_dev"], zeros((1, B, H), dy.dtype) if placeholder else st["c"],
+                        st["planes"] if "planes" in st else empty((1, 1, B, H), dy.dtype), on_device(tape.h0),
+                        zeros((B, H), dy.dtype) if placeholder else on_device(tape.c0))
+        parts = {k: zeros(getattr(grads, k).shape, getattr(grads, k).dtype) for k in ("w_ih", "w_hh", "b_ih", "b_hh")}
+        d_hid = on_device(hidden) if hidden is not None else None
+        d_cel = on_device(cell_grad) if cell_grad is not None else None
+        dx, dh0, dc0 = backward_pass(cell, dw, dt, on_device(tape.x), on_device(dy), dh_n, dc_n, reverse, parts,
+                                     d_hid, d_cel, self.path)
         for key, part in parts.items():
             getattr(grads, key)[...] += part.copy_to_host()
+        if hidden is not None:
+            hidden[...] = d_hid.copy_to_host()
+        if cell_grad is not None:
+            cell_grad[...] = d_cel.copy_to_host()
+        return BackwardResult(dx.copy_to_host(), dh0.copy_to_host(), None if dc0 is None else dc0.copy_to_host())

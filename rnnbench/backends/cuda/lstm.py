@@ -1,4 +1,4 @@
-"""LSTM on the GPU, one layer and direction: a kernel per step, forward and backward side by side.
+"""LSTM on the GPU: what a step does to one (b, j) once its recurrent sums are made.
 
     forward   a = xp_t + W_hh h_{t-1} + (b_ih + b_hh);  i, f, o = sig(a_i, a_f, a_o);  g = tanh(a_g)
               c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
@@ -6,55 +6,43 @@
               da_i = dc g i(1-i);  da_f = dc c_{t-1} f(1-f);  da_g = dc i (1-g^2);  da_o = dh tanh(c_t) o(1-o)
               carry_c = dc f
 
-A thread owns one (b, j): the forward thread makes its four gates' recurrent sums itself (the
-product fused with the gate math); the backward thread makes its share of W_hh^T da_{t+1} from
-the previous launch's gate gradients.
+``rec`` holds the G recurrent sums of (b, j) (forward: W_hh h_{t-1}; backward: rec[0] = W_hh^T da_{t+1});
+the tape of a step is (planes, B, H), the planes below. The kernels that make the sums and call these
+are in ``steps.py`` (a launch per step) and ``persistent.py`` (one launch per pass).
 """
 import math
 
 from numba import cuda
 
-from rnnbench.backends.cuda.device import carry, sigmoid
+from rnnbench.backends.cuda.device import sigmoid
 
-GATES = ("input", "forget", "cell", "output")
-
-
-@cuda.jit
-def lstm_forward_step(xp_t, w_hh, bias, h_prev, c_prev, h_t, c_t, i_t, f_t, g_t, o_t, one):
-    n = cuda.grid(1)
-    B, H = h_t.shape
-    if n < B * H:
-        b, j = n // H, n % H
-        a_i, a_f = xp_t[b, j] + bias[j], xp_t[b, H + j] + bias[H + j]
-        a_g, a_o = xp_t[b, 2 * H + j] + bias[2 * H + j], xp_t[b, 3 * H + j] + bias[3 * H + j]
-        for k in range(H):
-            hk = h_prev[b, k]
-            a_i += hk * w_hh[j, k]
-            a_f += hk * w_hh[H + j, k]
-            a_g += hk * w_hh[2 * H + j, k]
-            a_o += hk * w_hh[3 * H + j, k]
-        i, f, g, o = sigmoid(a_i, one), sigmoid(a_f, one), math.tanh(a_g), sigmoid(a_o, one)
-        c = f * c_prev[b, j] + i * g
-        c_t[b, j] = c
-        h_t[b, j] = o * math.tanh(c)
-        i_t[b, j], f_t[b, j], g_t[b, j], o_t[b, j] = i, f, g, o
+GATES = 4
+PLANES = ("input", "forget", "cell", "output")
 
 
-@cuda.jit
-def lstm_backward_step(w_hh, da_next, first, dh_n, dy_t, dc, i_t, f_t, g_t, o_t, c_t, c_prev,
-                       da_t, hid_t, cell_t, one):
-    n = cuda.grid(1)
-    B, H = dy_t.shape
-    if n < B * H:
-        b, j = n // H, n % H
-        i, f, g, o = i_t[b, j], f_t[b, j], g_t[b, j], o_t[b, j]
-        d_h = dy_t[b, j] + (dh_n[b, j] if first else carry(w_hh, da_next, b, j))
-        tc = math.tanh(c_t[b, j])
-        d_c = dc[b, j] + d_h * o * (one - tc * tc)
-        hid_t[b, j] += d_h
-        cell_t[b, j] += d_c
-        da_t[b, j] = d_c * g * i * (one - i)
-        da_t[b, H + j] = d_c * c_prev[b, j] * f * (one - f)
-        da_t[b, 2 * H + j] = d_c * i * (one - g * g)
-        da_t[b, 3 * H + j] = d_h * tc * o * (one - o)
-        dc[b, j] = d_c * f
+@cuda.jit(device=True, inline=True)
+def forward(rec, b, j, H, xp, bias, h_prev, c_prev, h_t, c_t, tape, one):
+    i = sigmoid(xp[b, j] + bias[j] + rec[0], one)
+    f = sigmoid(xp[b, H + j] + bias[H + j] + rec[1], one)
+    g = math.tanh(xp[b, 2 * H + j] + bias[2 * H + j] + rec[2])
+    o = sigmoid(xp[b, 3 * H + j] + bias[3 * H + j] + rec[3], one)
+    c = f * c_prev[b, j] + i * g
+    c_t[b, j] = c
+    h_t[b, j] = o * math.tanh(c)
+    tape[0, b, j], tape[1, b, j], tape[2, b, j], tape[3, b, j] = i, f, g, o
+
+
+@cuda.jit(device=True, inline=True)
+def backward(rec, b, j, H, dy, direct, dc, tape, h_t, h_prev, c_t, c_prev, dax, dah, hid, cel, one):
+    i, f, g, o = tape[0, b, j], tape[1, b, j], tape[2, b, j], tape[3, b, j]
+    d_h = dy[b, j] + rec[0] + direct[b, j]
+    direct[b, j] = d_h - d_h  # dL/dh_n enters here once; LSTM carries nothing else past W_hh
+    tc = math.tanh(c_t[b, j])  # dah is dax: both sides of every gate get the same gradient
+    d_c = dc[b, j] + d_h * o * (one - tc * tc)
+    hid[b, j] += d_h
+    cel[b, j] += d_c
+    dax[b, j] = d_c * g * i * (one - i)
+    dax[b, H + j] = d_c * c_prev[b, j] * f * (one - f)
+    dax[b, 2 * H + j] = d_c * i * (one - g * g)
+    dax[b, 3 * H + j] = d_h * tc * o * (one - o)
+    dc[b, j] = d_c * f

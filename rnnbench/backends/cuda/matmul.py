@@ -1,61 +1,133 @@
-"""Whole-sequence products on the GPU: out (+)= a @ b^T in 16 x 16 tiles staged through shared memory.
+"""Whole-sequence products on the GPU: out (+)= A B, register-tiled through shared memory.
 
-Each block computes one 16 x 16 tile of ``out``; per step along k it loads a 16 x 16 tile of ``a``
-and of ``b`` into shared memory (one element per thread), syncs, and accumulates 16 products per
-thread from shared memory. Operands may be transposed views (any strides): the weight gradients
-pass ``gx.T`` and ``x.T`` directly.
+A block of 16 x 16 threads makes a (16 rm) x (16 rn) tile of ``out``; each thread holds rm x rn
+sums in registers, its rows ty + 16 i and columns tx + 16 q (strided, so a warp's shared-memory
+reads are broadcasts or distinct banks). Per step of 16 along k, the block stages a 16-deep slice
+of A and of B in shared memory, each read along its contiguous axis (coalesced), whichever that is:
+``a`` is (M, K), or (K, M) with ``a_km``; ``b`` is (K, N), or (N, K) with ``b_nk``. So the input
+projection (x W_ih^T), dx (da W_ih) and the weight gradients (da^T x, da^T h) need no transposes.
 """
 import math
 
 import numpy as np
-from numba import cuda, float32, float64
+from numba import config, cuda, float32, float64
 
-TILE = 16
+BK = 16  # depth of a staged slice
+T = 4 if config.ENABLE_CUDASIM else 16  # threads per block side (the simulator runs each as a Python thread)
+RM = RN = 4  # sums per thread along M and N (register tile)
 
 
-def _make(dtype):
+@cuda.jit(device=True, inline=True)
+def stage(src, rows_are_k, s, r0, group, rows, k0, K, width, tid, threads, zero):
+    """s[kk, rr] = A's element (row of tile rr, depth k0 + kk), zero outside; threads walk the
+    source's contiguous axis. Tile row rr is source row (rr // group) * rows + r0 + rr % group,
+    valid while r0 + rr % group < rows: ``group = width`` stages rows r0.. of a plain matrix; a
+    smaller group stages the same units of each gate (rows g H + j) side by side."""
+    for e in range(tid, BK * width, threads):
+        if rows_are_k:  # src is (K, rows): contiguous along rows
+            rr, kk = e % width, e // width
+        else:  # src is (rows, K): contiguous along k
+            kk, rr = e % BK, e // BK
+        u = r0 + rr % group
+        r = (rr // group) * rows + u
+        inside = u < rows and k0 + kk < K
+        if rows_are_k:
+            s[kk, rr] = src[k0 + kk, r] if inside else zero
+        else:
+            s[kk, rr] = src[r, k0 + kk] if inside else zero
+
+
+def _make(dtype, a_km: bool, b_nk: bool, rm: int, rn: int):
+    bm, bn = T * rm, T * rn
+    a_shape, b_shape = (BK, bm + 1), (BK, bn + 1)  # +1: staging stores along k hit distinct banks
+
     @cuda.jit
-    def gemm_nt(a, b, out, accumulate):
-        sa = cuda.shared.array((TILE, TILE), dtype)
-        sb = cuda.shared.array((TILE, TILE), dtype)
+    def gemm(a, b, out, accumulate):
+        sa = cuda.shared.array(a_shape, dtype)
+        sb = cuda.shared.array(b_shape, dtype)
+        acc = cuda.local.array((rm, rn), dtype)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        i = cuda.blockIdx.y * TILE + ty  # row of out (and of a)
-        j = cuda.blockIdx.x * TILE + tx  # column of out (row of b)
-        jb = cuda.blockIdx.x * TILE + ty  # the row of b this thread stages
-        M, K, N = a.shape[0], a.shape[1], b.shape[0]
-        acc = dtype(0)
-        for k0 in range(0, K, TILE):
-            sa[ty, tx] = a[i, k0 + tx] if i < M and k0 + tx < K else dtype(0)
-            sb[ty, tx] = b[jb, k0 + tx] if jb < N and k0 + tx < K else dtype(0)
+        tid = ty * T + tx
+        m0, n0 = cuda.blockIdx.y * bm, cuda.blockIdx.x * bn
+        M, N = out.shape
+        K = a.shape[0] if a_km else a.shape[1]
+        zero = dtype(0)
+        for i in range(rm):
+            for q in range(rn):
+                acc[i, q] = zero
+        for k0 in range(0, K, BK):
+            stage(a, a_km, sa, m0, bm, M, k0, K, bm, tid, T * T, zero)
+            stage(b, not b_nk, sb, n0, bn, N, k0, K, bn, tid, T * T, zero)
             cuda.syncthreads()
-            for k in range(TILE):
-                acc += sa[ty, k] * sb[tx, k]
+            for kk in range(BK):
+                for i in range(rm):
+                    av = sa[kk, ty + T * i]
+                    for q in range(rn):
+                        acc[i, q] += av * sb[kk, tx + T * q]
             cuda.syncthreads()
-        if i < M and j < N:
-            out[i, j] = out[i, j] + acc if accumulate else acc
+        for i in range(rm):
+            m = m0 + ty + T * i
+            for q in range(rn):
+                n = n0 + tx + T * q
+                if m < M and n < N:
+                    out[m, n] = out[m, n] + acc[i, q] if accumulate else acc[i, q]
 
-    return gemm_nt
+    return gemm
 
 
 _KERNELS = {}
 
 
-def gemm_nt(a, b, out, accumulate=False):
-    """out (+)= a @ b^T for device arrays a (M, K), b (N, K), out (M, N) of one float dtype."""
+def gemm(a, b, out, accumulate=False, a_km=False, b_nk=False, tile=(RM, RN)):
+    """out (+)= A B for device arrays of one float dtype; A is ``a`` (M, K) or, with ``a_km``,
+    ``a`` (K, M); B is ``b`` (K, N) or, with ``b_nk``, ``b`` (N, K)."""
     dtype = np.dtype(out.dtype)
-    if dtype not in _KERNELS:
-        _KERNELS[dtype] = _make(float32 if dtype == np.float32 else float64)
+    key = (dtype, a_km, b_nk, tile)
+    if key not in _KERNELS:
+        _KERNELS[key] = _make(float32 if dtype == np.float32 else float64, a_km, b_nk, *tile)
     M, N = out.shape
-    grid = (math.ceil(N / TILE), math.ceil(M / TILE))
-    _KERNELS[dtype][grid, (TILE, TILE)](a, b, out, accumulate)
+    grid = (math.ceil(N / (T * tile[1])), math.ceil(M / (T * tile[0])))
+    _KERNELS[key][grid, (T, T)](a, b, out, accumulate)
 
 
 @cuda.jit
-def column_sums(a, out):
-    """out[j] += sum_i a[i, j] (bias gradients): a thread per column."""
-    j = cuda.grid(1)
+def _chunk_sums(a, out, accumulate):
+    """out[c, j] (+)= sum of a[i, j] over rows i = c, c + C, ... (C = out's rows): threads along j
+    (coalesced), one row of blocks per chunk c."""
+    j, c = cuda.grid(2)
+    C = out.shape[0]
     if j < a.shape[1]:
-        s = out[j] - out[j]
-        for i in range(a.shape[0]):
+        s = a[0, 0] - a[0, 0]
+        for i in range(c, a.shape[0], C):
             s += a[i, j]
-        out[j] += s
+        out[c, j] = out[c, j] + s if accumulate else s
+
+
+def column_sums(a, out, chunks=64):
+    """out += a.sum(axis=0) (bias gradients), in two deterministic passes: chunk sums, then theirs."""
+    from rnnbench.backends.cuda.device import empty
+
+    N = a.shape[1]
+    part = empty((min(chunks, a.shape[0]), N), out.dtype)
+    _chunk_sums[(math.ceil(N / 128), part.shape[0]), (128, 1)](a, part, False)
+    _chunk_sums[(math.ceil(N / 128), 1), (128, 1)](part, out.reshape(1, N), True)
+
+
+@cuda.jit
+def transpose(a, out):
+    """out = a^T, through a 32 x 33 shared tile so reads and writes are both coalesced."""
+    tile = cuda.shared.array((32, 33), float64)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    r0, c0 = cuda.blockIdx.y * 32, cuda.blockIdx.x * 32
+    for dy in range(ty, 32, 8):
+        if r0 + dy < a.shape[0] and c0 + tx < a.shape[1]:
+            tile[dy, tx] = a[r0 + dy, c0 + tx]
+    cuda.syncthreads()
+    for dy in range(ty, 32, 8):
+        if c0 + dy < a.shape[1] and r0 + tx < a.shape[0]:
+            out[c0 + dy, r0 + tx] = tile[tx, dy]
+
+
+def transposed(a, out):
+    transpose[(math.ceil(a.shape[1] / 32), math.ceil(a.shape[0] / 32)), (32, 8)](a, out)
+    return out
