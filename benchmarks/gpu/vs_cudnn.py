@@ -10,6 +10,7 @@ copies included) is a row of its own. Rows go to the csv as they are measured, s
 keeps what finished. Also: our GEMM against torch's on the projection of LSTM 1024/128/25.
 
     python benchmarks/gpu/vs_cudnn.py OUT.csv [seconds]
+    python benchmarks/gpu/vs_cudnn.py --markdown OUT.csv     (the table of docs/gpu.md)
 """
 import csv
 import warnings
@@ -173,7 +174,7 @@ def overheads():
     from numba import cuda
 
     from rnnbench.backends.cuda import DeviceWeights, forward_pass
-    from rnnbench.backends.cuda.device import empty
+    from rnnbench.backends.cuda.memory import empty
     from rnnbench.backends.base import LayerWeights
     from rnnbench.cells import get_cell
 
@@ -248,5 +249,35 @@ def summary(out):
     print(errs.to_string())
 
 
+def markdown(out, sms=132) -> str:
+    """The csv as the table of docs/gpu.md: times in ms, and cuDNN's time over that of the path
+    ``auto`` takes (by its rule, for a GPU of ``sms`` multiprocessors; above 1: ours is faster)."""
+    import pandas as pd
+    from numba import config
+
+    from rnnbench.backends.cuda import PERSISTENT_MAX_BATCH, persistent
+    from rnnbench.cells import get_cell
+
+    df = pd.read_csv(out)
+    df = df[df["time_s"].notna()]
+    t = df.pivot_table(index=["cell", "seq_len", "batch", "hidden_size", "phase"], columns="impl", values="time_s")
+    lines = ["| cell | T | B | H | phase | cuDNN TF32 off | cuDNN TF32 on | steps | persistent | auto takes | "
+             "vs off | vs on | layer API |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    simulated, config.ENABLE_CUDASIM = config.ENABLE_CUDASIM, 0
+    for (cell, T, B, H, phase), r in t.iterrows():
+        fit = persistent.plan(get_cell(cell).gates, H, H, B, 4, sms)
+        path = "persistent" if B <= PERSISTENT_MAX_BATCH and fit and -(-H // fit[0]) <= sms else "steps"
+        ours = r[f"rnnbench-{path}"]
+        ms = [f"{r[k] * 1e3:.2f}" if pd.notna(r.get(k)) else "" for k in
+              ("cudnn-tf32-off", "cudnn-tf32-on", "rnnbench-steps", "rnnbench-persistent", "rnnbench-layer")]
+        lines.append(f"| {cell} | {T} | {B} | {H} | {phase} | {ms[0]} | {ms[1]} | {ms[2]} | {ms[3]} | {path} | "
+                     f"{r['cudnn-tf32-off'] / ours:.2f}x | {r['cudnn-tf32-on'] / ours:.2f}x | {ms[4]} |")
+    config.ENABLE_CUDASIM = simulated
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 240.0)
+    if sys.argv[1] == "--markdown":
+        print(markdown(sys.argv[2]))
+    else:
+        main(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 240.0)

@@ -41,7 +41,7 @@ def peak_bytes(fn):
 def device_peak_bytes(fn):
     """(result, peak device bytes above the start) of fn() on the cuda backend: its own ledger of
     the arrays it allocates, freed when no view of them is left (tracemalloc does not see a GPU)."""
-    from rnnbench.backends.cuda.device import LEDGER
+    from rnnbench.backends.cuda.memory import LEDGER
 
     gc.collect()
     LEDGER.reset_peak()

@@ -90,10 +90,32 @@ def test_matmul_every_layout_against_numpy(a_km, b_nk):
     np.testing.assert_array_equal(t.copy_to_host(), A.T)
 
 
+def test_freed_device_memory_is_reused_once_no_view_is_left():
+    import gc
+
+    from numba import config
+
+    from rnnbench.backends.cuda.memory import empty
+
+    if config.ENABLE_CUDASIM:
+        pytest.skip("the simulator has no device memory to pool")
+    a = empty((1000,), np.float32)
+    first = a.device_ctypes_pointer.value
+    view = a[10:]
+    del a
+    gc.collect()
+    b = empty((1000,), np.float32)  # the view still holds the first block
+    assert b.device_ctypes_pointer.value != first
+    del view
+    gc.collect()
+    c = empty((250, 4), np.float32)
+    assert c.device_ctypes_pointer.value == first and c.shape == (250, 4) and c.is_c_contiguous()
+
+
 def test_the_ledger_counts_device_bytes_until_freed():
     import gc
 
-    from rnnbench.backends.cuda.device import LEDGER, empty
+    from rnnbench.backends.cuda.memory import LEDGER, empty
 
     gc.collect()
     LEDGER.reset_peak()
@@ -116,3 +138,16 @@ def test_memory_analysis_reports_the_device_peak():
     rows = {r["metric"]: r["value"] for r in measure_memory(config, backend="cuda")}
     tape = 6 * 2 * 4 * 8 * (1 + 1 + 4)  # h, c and four gate planes, on the device
     assert tape < rows["peak_bytes"] < 20 * tape
+
+
+def test_the_persistent_plan_fills_shared_memory_with_as_few_blocks_as_fit(monkeypatch):
+    from numba import config
+
+    from rnnbench.backends.cuda import persistent
+
+    monkeypatch.setattr(config, "ENABLE_CUDASIM", 0)
+    # vanilla RNN 1760 at batch 16, float32, 132 SMs: 14 units a block would take 98 KB; 6 take 42 KB
+    J, S, shared = persistent.plan(1, 1760, 1760, 16, 4, 132)
+    assert J == 6 and shared == (6 * 1760 + max(persistent.THREADS, 16 * 6)) * 4 <= persistent.SHARED_BYTES
+    assert S * 16 * 6 <= max(persistent.THREADS, 16 * 6) < 2 * S * 16 * 6  # lanes: as many as the threads allow
+    assert persistent.plan(4, 4096, 4096, 1, 4, 132) is None  # one LSTM unit's four rows: 64 KB

@@ -6,7 +6,8 @@ gate math (``steps.py``), or one persistent launch for the whole sequence that k
 memory (``persistent.py``); the cell's math itself is in ``rnn.py``, ``lstm.py`` and ``gru.py``. A
 backward runs the recurrence in reverse the same way, then dx and every weight gradient as large
 products over all steps. ``path="auto"`` takes the persistent kernel where it fits and the batch is
-small (``PERSISTENT_MAX_BATCH``), else the per-step launches.
+small (``PERSISTENT_MAX_BATCH``) and it takes one block per SM at most, else the per-step launches
+(on an H200 the persistent kernel lost wherever it needed 2-3 blocks per SM: docs/gpu.md).
 
 ``forward_pass`` / ``backward_pass`` work on device arrays alone (what the benchmarks time, with
 CUDA events). ``CudaBackend`` serves the layers above (stacking, directions, dropout, truncation,
@@ -27,7 +28,7 @@ import numpy as np
 
 from rnnbench.backends.base import BackwardResult, LayerWeights, Tape, forward_bias
 from rnnbench.backends.cuda import gru, lstm, persistent, rnn, steps
-from rnnbench.backends.cuda.device import LEDGER, copy, empty, on_device, zeros
+from rnnbench.backends.cuda.memory import LEDGER, copy, empty, on_device, zeros
 from rnnbench.backends.cuda.matmul import column_sums, gemm, transposed
 
 CELL_MATH = {  # name -> (forward, backward, gates, tape planes)
@@ -124,7 +125,7 @@ def _launch_persistent(kernel, args, rows_per_unit, K, H, B, dtype, path) -> boo
     if path == "steps" or (path == "auto" and B > PERSISTENT_MAX_BATCH):
         return False
     fit = _persistent_plan(kernel, args, rows_per_unit, K, H, B, dtype)
-    if fit is not None:
+    if fit is not None and (path == "persistent" or fit[0] <= _sms()):
         blocks, J, S, shared = fit
         kernel[blocks, persistent.THREADS, 0, shared](*args[:-2], J, S, *args[-2:])
         return True

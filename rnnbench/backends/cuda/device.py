@@ -1,8 +1,7 @@
-"""What the cuda kernels share: the activations, device-array helpers and an allocation ledger."""
+"""What the cuda kernels share: the activations and the order of a pass's steps."""
 from __future__ import annotations
 
 import math
-import weakref
 
 import numpy as np
 
@@ -14,63 +13,6 @@ from numba import cuda  # noqa: E402
 @cuda.jit(device=True, inline=True)
 def sigmoid(a, one):
     return one / (one + math.exp(-a))
-
-
-class Ledger:
-    """Device bytes the backend holds (allocations it made, freed when no view of them is left)
-    and their peak since ``reset_peak``: the device-memory figure the analysis layer reports."""
-
-    def __init__(self):
-        self.live = 0
-        self.peak = 0
-
-    def reset_peak(self) -> None:
-        self.peak = self.live
-
-    def _free(self, nbytes: int) -> None:
-        self.live -= nbytes
-
-    def track(self, array):
-        nbytes = int(array.nbytes)
-        self.live += nbytes
-        self.peak = max(self.peak, self.live)
-        # what every view of the array keeps alive: the allocation's pointer (the simulator: its numpy array)
-        owner = array.gpu_data.owner if hasattr(array, "gpu_data") else array._ary
-        weakref.finalize(owner, self._free, nbytes)
-        return array
-
-
-LEDGER = Ledger()
-
-
-def empty(shape, dtype):
-    return LEDGER.track(cuda.device_array(shape, dtype))
-
-
-def zeros(shape, dtype):
-    a = empty(shape, dtype)
-    if hasattr(a, "gpu_data"):
-        a.gpu_data.memset(0)  # on the device: no host copy
-    else:  # the simulator
-        a[...] = 0
-    return a
-
-
-def on_device(a):
-    """A device array as it is; a host array copied over."""
-    if not isinstance(a, np.ndarray):
-        return a
-    # a fresh C array: numpy may give a length-1 axis any stride, and a device reshape refuses those
-    return LEDGER.track(cuda.to_device(np.array(a, order="C")))
-
-
-def copy(a):
-    """A device copy of a device or host array (device to device where it can)."""
-    if isinstance(a, np.ndarray):
-        return on_device(a)
-    out = empty(a.shape, a.dtype)
-    out.copy_to_device(a)
-    return out
 
 
 @cuda.jit(device=True, inline=True)

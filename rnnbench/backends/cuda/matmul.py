@@ -14,7 +14,7 @@ from numba import config, cuda, float32, float64
 
 BK = 16  # depth of a staged slice
 T = 4 if config.ENABLE_CUDASIM else 16  # threads per block side (the simulator runs each as a Python thread)
-RM = RN = 4  # sums per thread along M and N (register tile)
+RM, RN = 8, 4  # sums per thread along M and N (register tile; 8 x 4 measured fastest of 2x2, 4x4, 8x4, 4x8)
 
 
 @cuda.jit(device=True, inline=True)
@@ -105,7 +105,7 @@ def _chunk_sums(a, out, accumulate):
 
 def column_sums(a, out, chunks=64):
     """out += a.sum(axis=0) (bias gradients), in two deterministic passes: chunk sums, then theirs."""
-    from rnnbench.backends.cuda.device import empty
+    from rnnbench.backends.cuda.memory import empty
 
     N = a.shape[1]
     part = empty((min(chunks, a.shape[0]), N), out.dtype)

@@ -30,9 +30,9 @@ def plan(rows_per_unit: int, K: int, units: int, batch: int, itemsize: int, sms:
     if config.ENABLE_CUDASIM:  # the simulator runs one block per cooperative grid
         J = units
     else:
-        J = max(1, math.ceil(units / sms))
+        J = max(1, math.ceil(units / sms))  # one block per SM, if the rows fit
         while J > 1 and _shared(rows_per_unit * J, K, batch, itemsize) > SHARED_BYTES:
-            J = max(1, J // 2)
+            J -= 1  # the most units that fit: the fewest blocks
         if _shared(rows_per_unit * J, K, batch, itemsize) > SHARED_BYTES:
             return None
     pairs = batch * rows_per_unit * J
