@@ -151,3 +151,13 @@ def test_the_persistent_plan_fills_shared_memory_with_as_few_blocks_as_fit(monke
     assert J == 6 and shared == (6 * 1760 + max(persistent.THREADS, 16 * 6)) * 4 <= persistent.SHARED_BYTES
     assert S * 16 * 6 <= max(persistent.THREADS, 16 * 6) < 2 * S * 16 * 6  # lanes: as many as the threads allow
     assert persistent.plan(4, 4096, 4096, 1, 4, 132) is None  # one LSTM unit's four rows: 64 KB
+
+
+def test_the_speed_analysis_times_the_cuda_backend():
+    from rnnbench.analysis.runners import Config
+    from rnnbench.analysis.speed import measure_speed
+
+    config = Config(cell="gru", seq_len=3, batch=2, input_size=3, hidden_size=4, dtype="float64")
+    rows = measure_speed(config, backends=("cuda",), repeats=1, warmup=0, gemm=False)
+    times = {r["phase"]: r["value"] for r in rows if r["metric"] == "time_s" and r["backend"] == "cuda"}
+    assert set(times) == {"fwd", "bwd", "fwd+bwd"} and all(v > 0 for v in times.values())
