@@ -46,6 +46,8 @@ class Tape:
     entries are the backend's own (activated gates, ...). ``h0``/``c0`` enter the first step in
     the direction's order (step 0 forward, step n-1 in reverse). A tape made with
     ``store=False`` keeps only ``h``; ``h_n``/``c_n`` are the states leaving the last step.
+    ``held`` is what a backend keeps for its backward that is not indexed by time (the cuda
+    backend: the weights as the forward used them, on the device); a window shares it.
     """
 
     x: np.ndarray
@@ -55,6 +57,7 @@ class Tape:
     h_n: np.ndarray
     c_n: np.ndarray | None
     steps: dict[str, np.ndarray] = field(default_factory=dict)
+    held: dict = field(default_factory=dict)
 
     @property
     def h(self) -> np.ndarray:
@@ -77,7 +80,7 @@ class Tape:
         steps = {k: v[a : b + 1] for k, v in self.steps.items()}
         h_n = steps["h"][0 if reverse else -1]
         c_n = steps["c"][0 if reverse else -1] if "c" in steps else None
-        return Tape(self.x[a : b + 1], reverse, h0, c0, h_n, c_n, steps)
+        return Tape(self.x[a : b + 1], reverse, h0, c0, h_n, c_n, steps, self.held)
 
     @property
     def nbytes(self) -> int:

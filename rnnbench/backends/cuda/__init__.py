@@ -28,7 +28,7 @@ import numpy as np
 
 from rnnbench.backends.base import BackwardResult, LayerWeights, Tape, forward_bias
 from rnnbench.backends.cuda import gru, lstm, persistent, rnn, steps
-from rnnbench.backends.cuda.memory import LEDGER, copy, empty, on_device, zeros
+from rnnbench.backends.cuda.memory import copy, empty, on_device, zeros
 from rnnbench.backends.cuda.matmul import column_sums, gemm, transposed
 
 CELL_MATH = {  # name -> (forward, backward, gates, tape planes)
@@ -205,7 +205,6 @@ class CudaBackend:
     name = "cuda"
     FORWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}  # on the device
     BACKWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 6}
-    ledger = LEDGER
 
     def __init__(self, path: str = "auto"):
         from numba import config
@@ -219,7 +218,8 @@ class CudaBackend:
     def forward(self, cell, w, x, h0, c0, reverse, store) -> Tape:
         dw = DeviceWeights.from_host(cell.name, w)
         d_c0 = on_device(c0) if c0 is not None else None
-        dt = forward_pass(cell, dw, on_device(x), on_device(h0), d_c0, reverse, store, self.path)
+        d_x = on_device(x)
+        dt = forward_pass(cell, dw, d_x, on_device(h0), d_c0, reverse, store, self.path)
         end = 0 if reverse else -1
         steps_ = {"h": dt.h.copy_to_host(), "h_dev": dt.h}
         lstm_cell = cell.name == "lstm"
@@ -228,12 +228,14 @@ class CudaBackend:
                 steps_["planes"] = dt.planes
             if lstm_cell:
                 steps_["c"] = dt.c
+            steps_["x_dev"] = d_x
         c_n = dt.c[end].copy_to_host() if lstm_cell else None
-        return Tape(x, reverse, h0, c0, steps_["h"][end], c_n, steps_)
+        # the backward uses the weights the forward did (torch refuses weights changed in between)
+        return Tape(x, reverse, h0, c0, steps_["h"][end], c_n, steps_, {"weights": dw} if store else {})
 
     def backward(self, cell, w, tape, dy, dh_n, dc_n, reverse, grads: LayerWeights,
                  hidden=None, cell_grad=None) -> BackwardResult:
-        dw = DeviceWeights.from_host(cell.name, w)
+        dw = tape.held["weights"]
         st = tape.steps
         B, H = dy.shape[1:]
         placeholder = "c" not in st
@@ -243,7 +245,7 @@ class CudaBackend:
         parts = {k: zeros(getattr(grads, k).shape, getattr(grads, k).dtype) for k in ("w_ih", "w_hh", "b_ih", "b_hh")}
         d_hid = on_device(hidden) if hidden is not None else None
         d_cel = on_device(cell_grad) if cell_grad is not None else None
-        dx, dh0, dc0 = backward_pass(cell, dw, dt, on_device(tape.x), on_device(dy), dh_n, dc_n, reverse, parts,
+        dx, dh0, dc0 = backward_pass(cell, dw, dt, st["x_dev"], on_device(dy), dh_n, dc_n, reverse, parts,
                                      d_hid, d_cel, self.path)
         for key, part in parts.items():
             getattr(grads, key)[...] += part.copy_to_host()
