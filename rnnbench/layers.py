@@ -181,7 +181,7 @@ class RecurrentLayer:
         every = bptt.checkpoint_every(checkpoint, T)
         for name, p in self._params.items():
             check_finite(f"parameter {name}", p)
-        D = self.num_directions
+        D, arrays = self.num_directions, self.backend.arrays
         tapes, masks, h_n, c_n = [], [], [], []
         layer_input = x
         for layer in range(self.num_layers):
@@ -193,20 +193,20 @@ class RecurrentLayer:
                 runs.append(run)
                 h_n.append(run.h_n)
                 c_n.append(run.c_n)
-            out = runs[0].h if D == 1 else np.concatenate([r.h for r in runs], axis=2)
+            out = arrays.join([r.h for r in runs])
             tapes.append(runs)
             if layer < self.num_layers - 1 and self.training and self.dropout > 0:
                 keep = self._rng.random(out.shape) >= self.dropout
                 mask = (keep / (1 - self.dropout) if self.dropout < 1 else keep * 0).astype(self.dtype)
                 masks.append(mask)
-                layer_input = out * mask
+                layer_input = arrays.masked(out, mask)
             else:
                 masks.append(None)
                 layer_input = out
         self._record = _Record(tapes, masks, T, B, unbatched) if grad else None
         h_n = np.stack(h_n)
         c_n = None if c0 is None else np.stack(c_n)
-        return self._present_output(out, unbatched), self._present_state(h_n, c_n, unbatched)
+        return self._present_output(arrays.host(out), unbatched), self._present_state(h_n, c_n, unbatched)
 
     def _check_input(self, x):
         if not isinstance(x, np.ndarray):
@@ -291,6 +291,7 @@ class RecurrentLayer:
             raise RuntimeError("backward() needs a preceding forward with grad=True "
                                "(none was run, or the last one had grad=False)")
         T, B, H, D = rec.T, rec.B, self.hidden_size, self.num_directions
+        arrays = self.backend.arrays
         go = self._check_grad_output(grad_output, rec)
         dh_n, dc_n = self._check_grad_state(grad_h_n, rec)
         acc = _Gradients(self, T, B, hidden)
@@ -310,17 +311,14 @@ class RecurrentLayer:
                     owns_end = grp.lo == 0 if reverse else grp.hi == T - 1
                     dh = dh_n[i] if owns_end else zeros
                     dc = None if dc_n is None else (dc_n[i] if owns_end else zeros)
-                    dyd = dy if D == 1 else np.ascontiguousarray(dy[..., d * H : (d + 1) * H])
+                    dyd = dy if D == 1 else arrays.direction(dy, d, H)
                     dxd = self._direction_backward(rec, acc, layer, d, a, b, dyd, dh, dc)
-                    if dx is None:
-                        dx = dxd
-                    else:
-                        dx += dxd
+                    dx = dxd if dx is None else arrays.add(dx, dxd)
                 if layer > 0:
                     mask = rec.masks[layer - 1]
-                    dy = dx if mask is None else dx * mask[a : b + 1]
+                    dy = dx if mask is None else arrays.masked(dx, mask[a : b + 1])
                 else:
-                    acc.input[a : b + 1] += dx
+                    acc.input[a : b + 1] += arrays.host(dx)
         return acc.as_dict(rec.unbatched)
 
     def _direction_backward(self, rec, acc, layer, d, a, b, dy, dh, dc):
@@ -340,7 +338,7 @@ class RecurrentLayer:
             else:
                 if dx is None:
                     dx = np.empty((b - a + 1,) + r.dx.shape[1:], self.dtype)
-                dx[p - a : q - a + 1] = r.dx
+                dx[p - a : q - a + 1] = self.backend.arrays.host(r.dx)
         if (b == rec.T - 1) if reverse else (a == 0):  # the window starts at h0
             acc.h0[i] += dh
             if acc.c0 is not None:

@@ -35,6 +35,10 @@ for nb in (float32, float64):
             check(f"gemm {nb} {a_km} {b_nk}", mm._make(nb, a_km, b_nk, mm.RM, mm.RN), (A(2), A(2), A(2), boolean))
     check(f"chunk sums {nb}", mm._chunk_sums, (A(2), A(2), boolean))
     check(f"transpose {nb}", mm.transpose, (A(2), A(2)))
+    ar = sys.modules["rnnbench.backends.cuda.arrays"]
+    check(f"copy columns {nb}", ar._copy_columns, (A(2), int64, A(2), int64, int64))
+    check(f"multiply {nb}", ar._multiply, (A(1), A(1), A(1)))
+    check(f"add into {nb}", ar._add_into, (A(1), A(1)))
     for cell in cb.CELL_MATH:
         k = cb.kernels(cell, str(nb), cb.steps.tile_for(64))
         fwd = (A(3), A(2), A(1), A(2), A(2), A(3), A(3), A(4))

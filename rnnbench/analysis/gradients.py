@@ -162,8 +162,9 @@ def jacobian_norms(m: RecurrentLayer, x: np.ndarray, t_steps=None) -> np.ndarray
     one.load_state_dict({k: v for k, v in m.state_dict().items() if k.endswith("_l0")})
     with np.errstate(all="ignore"):
         _, states = one(x, grad=True)
-        h_all = one._record.tapes[0][0].h
-        c_all = one._record.tapes[0][0].steps["c"] if lstm else None
+        host = one.backend.arrays.host
+        h_all = host(one._record.tapes[0][0].h)
+        c_all = host(one._record.tapes[0][0].steps["c"]) if lstm else None
     zeros = np.zeros((B, H), m.dtype)
     eye = np.eye(S, dtype=m.dtype)
     result = []

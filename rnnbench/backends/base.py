@@ -57,7 +57,7 @@ class Tape:
     h_n: np.ndarray
     c_n: np.ndarray | None
     steps: dict[str, np.ndarray] = field(default_factory=dict)
-    held: dict = field(default_factory=dict)
+    held: dict | None = None
 
     @property
     def h(self) -> np.ndarray:
@@ -93,15 +93,48 @@ class BackwardResult:
     """What one backward over a tape returns (parameter gradients, ``hidden`` and ``cell`` are
     accumulated in place into the caller's arrays)."""
 
-    dx: np.ndarray  # (n, B, I)
+    dx: np.ndarray  # (n, B, I), in the backend's arrays (``arrays.host`` makes it numpy)
     dh0: np.ndarray  # (B, H) derivative carried past the first step
     dc0: np.ndarray | None
+
+
+class HostArrays:
+    """What the layers do to arrays between one layer or direction and the next, on the host.
+
+    A backend whose tapes hold its outputs elsewhere (the cuda backend: on the device) gives its
+    own, so a stack passes them from layer to layer without a round trip; ``host`` is the only
+    way out to numpy."""
+
+    @staticmethod
+    def join(parts):
+        """The layer's output: its directions' outputs (T, B, H) side by side along the last axis."""
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+
+    @staticmethod
+    def direction(a, d: int, H: int):
+        """Direction d's part of a (T, B, D*H) gradient, contiguous."""
+        return np.ascontiguousarray(a[..., d * H : (d + 1) * H])
+
+    @staticmethod
+    def add(a, b):
+        """a + b, into a (a is the caller's own)."""
+        a += b
+        return a
+
+    @staticmethod
+    def masked(a, mask):
+        return a * mask
+
+    @staticmethod
+    def host(a) -> np.ndarray:
+        return a
 
 
 class Backend(Protocol):
     """One layer, one direction. ``reverse`` runs the recurrence from the last step to the first."""
 
     name: str
+    arrays: HostArrays  # what the layers do to outputs and gradients between layers
     FORWARD_FLOATS: dict[str, int]  # per cell: floats per step and unit a forward holds beside the tape
     BACKWARD_FLOATS: dict[str, int]  # ... and a backward
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnbench.backends.base import BackwardResult, LayerWeights, Tape
+from rnnbench.backends.base import BackwardResult, HostArrays, LayerWeights, Tape
 from rnnbench.cells import CellSpec
 
 
@@ -74,6 +74,7 @@ def _backward_step(cell, saved, h_new, h, c, dh, dc):
 
 class ReferenceBackend:
     name = "reference"
+    arrays = HostArrays()
     # Floats per step and hidden unit held beside the tape (the memory model): the forward
     # stacks its per-step lists into the tape (everything but h exists twice for a moment);
     # the backward works one step at a time.

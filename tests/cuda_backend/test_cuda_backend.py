@@ -161,3 +161,10 @@ def test_the_speed_analysis_times_the_cuda_backend():
     rows = measure_speed(config, backends=("cuda",), repeats=1, warmup=0, gemm=False)
     times = {r["phase"]: r["value"] for r in rows if r["metric"] == "time_s" and r["backend"] == "cuda"}
     assert set(times) == {"fwd", "bwd", "fwd+bwd"} and all(v > 0 for v in times.values())
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_stack_with_dropout_passes_device_arrays_between_layers(cell):
+    cpu, gpu = _compare(cell, "float64", 1e-12, num_layers=2, bidirectional=True, dropout=0.5)
+    assert not isinstance(gpu._record.tapes[0][1].h, np.ndarray)  # layer 0's output stayed on the device
+    assert isinstance(gpu(np.ones((2, 2, 3)))[0], np.ndarray)  # the stack's output is numpy

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnbench.backends.base import BackwardResult, LayerWeights, Tape
+from rnnbench.backends.base import BackwardResult, HostArrays, LayerWeights, Tape
 from rnnbench.backends.cpu import gru, lstm, matmul, rnn
 from rnnbench.backends.cpu.matmul import gemm, gemm_tn_add
 from rnnbench.runtime import keep_freed_memory, single_threaded_numba_blas
@@ -31,6 +31,7 @@ def _flat(a: np.ndarray) -> np.ndarray:
 
 class CpuBackend:
     name = "cpu"
+    arrays = HostArrays()
 
     def __init__(self):
         single_threaded_numba_blas()  # matmul.py: one thread pool, Numba's

@@ -11,9 +11,12 @@ small (``PERSISTENT_MAX_BATCH``) and it takes one block per SM at most, else the
 
 ``forward_pass`` / ``backward_pass`` work on device arrays alone (what the benchmarks time, with
 CUDA events). ``CudaBackend`` serves the layers above (stacking, directions, dropout, truncation,
-checkpointing) as every backend does: a layer's input and output cross to the host at its boundary
-(the layers are written for numpy); its tape (gates, cell states, outputs) stays on the device
-until its backward.
+checkpointing) as every backend does, its outputs and gradients device arrays that the layers
+pass between layers and directions with ``arrays.py``: a stack's input crosses to the device once
+and its output to the host once; a tape (gates, cell states, outputs, the input and the weights
+as the forward used them) stays on the device until its backward. What still crosses per layer:
+its weights (at each forward), the states entering and leaving it, and ``hidden`` / ``cell`` when
+asked for; a checkpointed tape keeps its outputs on the host.
 
 Without a GPU, ``NUMBA_ENABLE_CUDASIM=1`` (set before numba is imported) runs these kernels in
 numba's CUDA simulator: slowly, for tests at tiny sizes.
@@ -28,6 +31,7 @@ import numpy as np
 
 from rnnbench.backends.base import BackwardResult, LayerWeights, Tape, forward_bias
 from rnnbench.backends.cuda import gru, lstm, persistent, rnn, steps
+from rnnbench.backends.cuda.arrays import DeviceArrays
 from rnnbench.backends.cuda.memory import copy, empty, on_device, zeros
 from rnnbench.backends.cuda.matmul import column_sums, gemm, transposed
 
@@ -200,9 +204,10 @@ def _weight_gradients(gx, gh, x, tape: DeviceTape, grads: dict, reverse: bool):
 
 
 class CudaBackend:
-    """The layers' backend: host arrays in and out, the tape on the device (see the module's doc)."""
+    """The layers' backend: outputs, gradients and tapes on the device (see the module's doc)."""
 
     name = "cuda"
+    arrays = DeviceArrays()
     FORWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}  # on the device
     BACKWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 6}
 
@@ -221,7 +226,7 @@ class CudaBackend:
         d_x = on_device(x)
         dt = forward_pass(cell, dw, d_x, on_device(h0), d_c0, reverse, store, self.path)
         end = 0 if reverse else -1
-        steps_ = {"h": dt.h.copy_to_host(), "h_dev": dt.h}
+        steps_ = {"h": dt.h}  # on the device: the next layer reads it there (``arrays``)
         lstm_cell = cell.name == "lstm"
         if store:
             if CELL_MATH[cell.name][3]:
@@ -231,7 +236,7 @@ class CudaBackend:
             steps_["x_dev"] = d_x
         c_n = dt.c[end].copy_to_host() if lstm_cell else None
         # the backward uses the weights the forward did (torch refuses weights changed in between)
-        return Tape(x, reverse, h0, c0, steps_["h"][end], c_n, steps_, {"weights": dw} if store else {})
+        return Tape(x, reverse, h0, c0, dt.h[end].copy_to_host(), c_n, steps_, {"weights": dw} if store else None)
 
     def backward(self, cell, w, tape, dy, dh_n, dc_n, reverse, grads: LayerWeights,
                  hidden=None, cell_grad=None) -> BackwardResult:
@@ -239,7 +244,7 @@ class CudaBackend:
         st = tape.steps
         B, H = dy.shape[1:]
         placeholder = "c" not in st
-        dt = DeviceTape(st["h_dev"], zeros((1, B, H), dy.dtype) if placeholder else st["c"],
+        dt = DeviceTape(st["h"], zeros((1, B, H), dy.dtype) if placeholder else st["c"],
                         st["planes"] if "planes" in st else empty((1, 1, B, H), dy.dtype), on_device(tape.h0),
                         zeros((B, H), dy.dtype) if placeholder else on_device(tape.c0))
         parts = {k: zeros(getattr(grads, k).shape, getattr(grads, k).dtype) for k in ("w_ih", "w_hh", "b_ih", "b_hh")}
@@ -253,4 +258,4 @@ class CudaBackend:
             hidden[...] = d_hid.copy_to_host()
         if cell_grad is not None:
             cell_grad[...] = d_cel.copy_to_host()
-        return BackwardResult(dx.copy_to_host(), dh0.copy_to_host(), None if dc0 is None else dc0.copy_to_host())
+        return BackwardResult(dx, dh0.copy_to_host(), None if dc0 is None else dc0.copy_to_host())
