@@ -168,3 +168,8 @@ def test_a_stack_with_dropout_passes_device_arrays_between_layers(cell):
     cpu, gpu = _compare(cell, "float64", 1e-12, num_layers=2, bidirectional=True, dropout=0.5)
     assert not isinstance(gpu._record.tapes[0][1].h, np.ndarray)  # layer 0's output stayed on the device
     assert isinstance(gpu(np.ones((2, 2, 3)))[0], np.ndarray)  # the stack's output is numpy
+
+
+def test_an_unknown_path_is_refused():
+    with pytest.raises(ValueError, match="unknown cuda path 'fast'; choose one of auto, steps, persistent"):
+        get_backend("cuda").path = "fast"

@@ -42,6 +42,7 @@ CELL_MATH = {  # name -> (forward, backward, gates, tape planes)
     "gru": (gru.forward, gru.backward, gru.GATES, gru.PLANES),
 }
 PERSISTENT_MAX_BATCH = 16
+PATHS = ("auto", "steps", "persistent")
 
 
 def gpu_or_simulator() -> None:
@@ -216,9 +217,19 @@ class CudaBackend:
 
         gpu_or_simulator()
         config.CUDA_LOW_OCCUPANCY_WARNINGS = 0  # small grids are by design here (a small batch's step)
-        if path not in ("auto", "steps", "persistent"):
-            raise ValueError(f"unknown cuda path {path!r}; choose auto, steps or persistent")
         self.path = path
+
+    @property
+    def path(self) -> str:
+        """How the recurrence runs: "auto", "steps" or "persistent" (see the module's doc); set it
+        on the shared instance, ``rnnbench.backends.get_backend("cuda").path = "steps"``."""
+        return self._path
+
+    @path.setter
+    def path(self, value: str) -> None:
+        if value not in PATHS:
+            raise ValueError(f"unknown cuda path {value!r}; choose one of {', '.join(PATHS)}")
+        self._path = value
 
     def forward(self, cell, w, x, h0, c0, reverse, store) -> Tape:
         dw = DeviceWeights.from_host(cell.name, w)
