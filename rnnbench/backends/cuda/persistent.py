@@ -46,45 +46,41 @@ def _shared(rows: int, K: int, batch: int, itemsize: int) -> int:
     return (rows * K + max(THREADS, batch * rows)) * itemsize
 
 
-def _make_products(dtype):
-    @cuda.jit(device=True, inline=True)
-    def products(cache, R, K, v, partial, S, zero):
-        """partial[(b R + r) S] = sum_k cache[r K + k] v[b, k] for every batch row b, cached row r."""
-        tid = cuda.threadIdx.x
-        lane = tid % S
-        B = v.shape[0]
-        for p in range(tid // S, B * R, THREADS // S):
-            b, r = p // R, p % R
-            s = zero
-            for k in range(lane, K, S):
-                s += cache[r * K + k] * v[b, k]
-            partial[p * S + lane] = s
-        cuda.syncthreads()
-        if S > 1:
-            for p in range(tid, B * R, THREADS):
-                s = partial[p * S]
-                for lane in range(1, S):
-                    s += partial[p * S + lane]
-                partial[p * S] = s  # only this thread reads [p S, p S + S)
-            cuda.syncthreads()
-
-    @cuda.jit(device=True, inline=True)
-    def load(w, cache, group, J, units, K, zero):
-        """cache[r K + k] = w[(r // J) group + j0 + r % J, k]: block's rows, zero past the last unit."""
-        j0 = cuda.blockIdx.x * J
-        for e in range(cuda.threadIdx.x, cache.shape[0], THREADS):
-            r, k = e // K, e % K
-            j = j0 + r % J
-            cache[e] = w[(r // J) * group + j, k] if j < units else zero
+@cuda.jit(device=True, inline=True)
+def products(cache, R, K, v, partial, S, zero):
+    """partial[(b R + r) S] = sum_k cache[r K + k] v[b, k] for every batch row b, cached row r."""
+    tid = cuda.threadIdx.x
+    lane = tid % S
+    B = v.shape[0]
+    for p in range(tid // S, B * R, THREADS // S):
+        b, r = p // R, p % R
+        s = zero
+        for k in range(lane, K, S):
+            s += cache[r * K + k] * v[b, k]
+        partial[p * S + lane] = s
+    cuda.syncthreads()
+    if S > 1:
+        for p in range(tid, B * R, THREADS):
+            s = partial[p * S]
+            for lane in range(1, S):
+                s += partial[p * S + lane]
+            partial[p * S] = s  # only this thread reads [p S, p S + S)
         cuda.syncthreads()
 
-    return products, load
+
+@cuda.jit(device=True, inline=True)
+def load(w, cache, group, J, units, K, zero):
+    """cache[r K + k] = w[(r // J) group + j0 + r % J, k]: block's rows, zero past the last unit."""
+    j0 = cuda.blockIdx.x * J
+    for e in range(cuda.threadIdx.x, cache.shape[0], THREADS):
+        r, k = e // K, e % K
+        j = j0 + r % J
+        cache[e] = w[(r // J) * group + j, k] if j < units else zero
+    cuda.syncthreads()
 
 
 def make_forward(cell_forward, G, dtype):
     """kernel(xp, w_hh, bias, h0, c0, h, c, tape, J, S, reverse, one): the whole forward pass."""
-    products, load = _make_products(dtype)
-
     @cuda.jit
     def forward(xp, w, bias, h0, c0, h, c, tape, J, S, reverse, one):
         shared = cuda.shared.array(0, dtype)
@@ -115,7 +111,6 @@ def make_forward(cell_forward, G, dtype):
 def make_backward(cell_backward, dtype):
     """kernel(w_hh^T, dy, direct, dc, tape, h, h0, c, c0, dax, dah, hid, cel, dh0, J, S, reverse, one):
     the whole backward pass, ending with dh0 = W_hh^T da_first (+ direct)."""
-    products, load = _make_products(dtype)
     backward_at = make_backward_at(cell_backward)
 
     @cuda.jit
