@@ -20,7 +20,7 @@ def tile_for(batch: int) -> tuple[int, int]:
     return (1 if batch <= 16 else 2 if batch <= 32 else 4), 1
 
 
-def _products(dtype, G, rm, rj):
+def _products(G, rm, rj):
     bm, bj = T * rm, T * rj
 
     @cuda.jit(device=True, inline=True)
@@ -52,7 +52,7 @@ def _products(dtype, G, rm, rj):
 def make_forward(cell_forward, G, dtype, rm, rj):
     """kernel(xp, w_hh, bias, h0, c0, h, c, tape, s, reverse, one): step s of the forward pass
     (the persistent kernel's arguments, and the step)."""
-    products, bm, bj = _products(dtype, G, rm, rj)
+    products, bm, bj = _products(G, rm, rj)
     v_shape, w_shape = (BK, bm + 1), (BK, G * bj + 1)
 
     @cuda.jit
@@ -82,7 +82,7 @@ def make_forward(cell_forward, G, dtype, rm, rj):
 def make_backward(cell_backward, dtype, rm, rj):
     """kernel(w_hh^T, dy, direct, dc, tape, h, h0, c, c0, dax, dah, hid, cel, dh0, s, reverse, one):
     step s of the backward pass, s = n the last product, dh0 = W_hh^T da_first (+ direct)."""
-    products, bm, bj = _products(dtype, 1, rm, rj)
+    products, bm, bj = _products(1, rm, rj)
     backward_at = make_backward_at(cell_backward)
     v_shape, w_shape = (BK, bm + 1), (BK, bj + 1)
 
