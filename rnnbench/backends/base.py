@@ -37,6 +37,14 @@ def forward_bias(cell_name: str, w: "LayerWeights") -> np.ndarray:
     return np.concatenate([w.b_ih[: 2 * H] + w.b_hh[: 2 * H], w.b_ih[2 * H :], w.b_hh[2 * H :]])
 
 
+def previous_rows(n: int, B: int, reverse: bool) -> tuple[slice, slice, slice]:
+    """How dW_hh = sum_t dgh_t^T h_{t-1} pairs rows of the flattened (n B, .) arrays: (the rows
+    of dgh whose h_{t-1} is h0, the other rows of dgh, the rows of h that are their h_{t-1})."""
+    if reverse:
+        return slice((n - 1) * B, n * B), slice(0, (n - 1) * B), slice(B, n * B)
+    return slice(0, B), slice(B, n * B), slice(0, (n - 1) * B)
+
+
 @dataclass
 class Tape:
     """What a forward pass over steps [0, n) of one direction leaves for its backward.

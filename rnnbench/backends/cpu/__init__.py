@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnbench.backends.base import BackwardResult, HostArrays, LayerWeights, Tape
+from rnnbench.backends.base import BackwardResult, HostArrays, LayerWeights, Tape, previous_rows
 from rnnbench.backends.cpu import gru, lstm, matmul, rnn
 from rnnbench.backends.cpu.matmul import gemm, gemm_tn_add
 from rnnbench.runtime import keep_freed_memory, single_threaded_numba_blas
@@ -63,10 +63,10 @@ class CpuBackend:
         grads.b_ih += db
         grads.b_hh += db if gh is gx else gh.sum(axis=0)
         # dW_hh = sum_t dgh_t^T h_{t-1}: h shifted one step against dgh, plus the entering state.
-        first, inner = (slice(-B, None), slice(None, -B)) if reverse else (slice(None, B), slice(B, None))
+        first, inner, prev = previous_rows(len(h) // B, B, reverse)
         gemm_tn_add(gh[first], tape.h0, grads.w_hh)
         if len(h) > B:
-            gemm_tn_add(gh[inner], h[B:] if reverse else h[:-B], grads.w_hh)
+            gemm_tn_add(gh[inner], h[prev], grads.w_hh)
         dx = np.empty((len(gx), w.w_ih.shape[1]), gx.dtype)
         gemm(gx, w.w_ih, dx)
         dx = dx.reshape(tape.x.shape)

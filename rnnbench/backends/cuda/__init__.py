@@ -29,7 +29,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from rnnbench.backends.base import BackwardResult, LayerWeights, Tape, forward_bias
+from rnnbench.backends.base import BackwardResult, LayerWeights, Tape, forward_bias, previous_rows
 from rnnbench.backends.cuda import gru, lstm, persistent, rnn, steps
 from rnnbench.backends.cuda.arrays import DeviceArrays
 from rnnbench.backends.cuda.memory import copy, empty, on_device, zeros
@@ -143,8 +143,9 @@ def forward_pass(cell, dw: DeviceWeights, x, h0, c0, reverse: bool, store: bool,
     """The recurrence of one layer and direction over x (n, B, I), all on the device."""
     n, B, I = x.shape
     H, dtype = h0.shape[1], h0.dtype
-    fwd, _, G, planes = CELL_MATH[cell.name]
-    k = kernels(cell.name, np.dtype(dtype).name, steps.tile_for(B))
+    G, planes = CELL_MATH[cell.name][2:]
+    tile = steps.tile_for(B)
+    k = kernels(cell.name, np.dtype(dtype).name, tile)
     xp = empty((n, B, G * H), dtype)
     gemm(x.reshape(n * B, I), dw.w_ih, xp.reshape(n * B, G * H), b_nk=True)
     lstm_cell = cell.name == "lstm"
@@ -155,7 +156,7 @@ def forward_pass(cell, dw: DeviceWeights, x, h0, c0, reverse: bool, store: bool,
     one = np.dtype(dtype).type(1)
     args = (xp, dw.w_hh, dw.bias, h0, c0, h, c, tape, reverse, one)
     if not _launch_persistent(k.persistent_forward, args, G, H, H, B, dtype, path):
-        grid, block = steps.grid(B, H, steps.tile_for(B))
+        grid, block = steps.grid(B, H, tile)
         for s in range(n):
             k.step_forward[grid, block](*args[:-2], s, *args[-2:])
     return DeviceTape(h, c, tape, h0, c0)
@@ -168,7 +169,7 @@ def backward_pass(cell, dw: DeviceWeights, tape: DeviceTape, x, dy, dh_n, dc_n, 
     dL/dh_t (dL/dc_t) into ``hid`` (``cel``)."""
     n, B, H = dy.shape
     dtype = dy.dtype
-    _, bwd, G, _ = CELL_MATH[cell.name]
+    G = CELL_MATH[cell.name][2]
     tile = steps.tile_for(B)
     k = kernels(cell.name, np.dtype(dtype).name, tile)
     dax = empty((n, B, G * H), dtype)
@@ -195,11 +196,10 @@ def _weight_gradients(gx, gh, x, tape: DeviceTape, grads: dict, reverse: bool):
     """dW_ih += gx^T x, dW_hh += sum_t gh_t^T h_{t-1}, the bias sums: products over all steps."""
     n, B = x.shape[:2]
     gemm(gx, x.reshape(n * B, x.shape[2]), grads["w_ih"], True, a_km=True)
-    flat_h = tape.h.reshape(n * B, tape.h.shape[2])
-    first, inner = (slice((n - 1) * B, n * B), slice(0, (n - 1) * B)) if reverse else (slice(0, B), slice(B, n * B))
+    first, inner, prev = previous_rows(n, B, reverse)
     gemm(gh[first], tape.h0, grads["w_hh"], True, a_km=True)
     if n > 1:
-        gemm(gh[inner], flat_h[B:] if reverse else flat_h[: (n - 1) * B], grads["w_hh"], True, a_km=True)
+        gemm(gh[inner], tape.h.reshape(n * B, tape.h.shape[2])[prev], grads["w_hh"], True, a_km=True)
     column_sums(gx, grads["b_ih"])
     column_sums(gh, grads["b_hh"])
 

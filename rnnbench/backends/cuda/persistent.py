@@ -87,7 +87,8 @@ def make_forward(cell_forward, G, dtype):
         n, B, H = h.shape
         R = G * J
         cache, partial = shared[: R * H], shared[R * H :]
-        load(w, cache, H, J, H, H, one - one)
+        zero = one - one
+        load(w, cache, H, J, H, H, zero)
         rec = cuda.local.array(G, dtype)
         j0 = cuda.blockIdx.x * J
         grid = cuda.cg.this_grid()
@@ -95,7 +96,7 @@ def make_forward(cell_forward, G, dtype):
             t, prev = forward_order(s, n, reverse)
             h_prev = h0 if s == 0 else h[prev]
             c_prev = c0 if s == 0 else c[prev % c.shape[0]]
-            products(cache, R, H, h_prev, partial, S, one - one)
+            products(cache, R, H, h_prev, partial, S, zero)
             for q in range(cuda.threadIdx.x, B * J, THREADS):
                 b, jj = q // J, q % J
                 if j0 + jj < H:
@@ -119,18 +120,19 @@ def make_backward(cell_backward, dtype):
         n, B, H = dy.shape
         K = wt.shape[1]
         cache, partial = shared[: J * K], shared[J * K :]
-        load(wt, cache, 0, J, H, K, one - one)
+        zero = one - one
+        load(wt, cache, 0, J, H, K, zero)
         rec = cuda.local.array(1, dtype)
         j0 = cuda.blockIdx.x * J
         grid = cuda.cg.this_grid()
         for s in range(n + 1):
             t, prev, done = backward_order(s, n, reverse)
             if s > 0:
-                products(cache, J, K, dah[done], partial, S, one - one)
+                products(cache, J, K, dah[done], partial, S, zero)
             for q in range(cuda.threadIdx.x, B * J, THREADS):
                 b, jj = q // J, q % J
                 if j0 + jj < H:
-                    rec[0] = partial[(b * J + jj) * S] if s > 0 else one - one
+                    rec[0] = partial[(b * J + jj) * S] if s > 0 else zero
                     backward_at(rec, b, j0 + jj, s, t, prev, dy, direct, dc, tape, h, h0, c, c0,
                                 dax, dah, hid, cel, dh0, one)
             grid.sync()
