@@ -263,7 +263,7 @@ def _merge(config_path, section, allowed, flags):
 
 @main.command()
 @click.option("--cells", help="comma-separated: rnn_tanh, rnn_relu, lstm, gru [rnn_tanh,lstm,gru]")
-@click.option("--backends", help="cpu, reference, torch [cpu,reference, and torch when installed]")
+@click.option("--backends", help="cpu, reference, torch, cuda [cpu,reference, and torch when installed]")
 @click.option("--dtypes", help="float32, float64 [float32]")
 @click.option("--seq-lens", "seq_lens", help="sequence lengths [25,50,100]")
 @click.option("--batch", help="batch sizes [16]")
@@ -274,6 +274,9 @@ def _merge(config_path, section, allowed, flags):
 @click.option("--truncations", help="full, k or k1:k2 [full]")
 @click.option("--strategies", help="BPTT memory strategy of the timed step: full, checkpoint [full]")
 @click.option("--memory/--no-memory", default=None, help="also measure peak memory per strategy [on]")
+@click.option("--memory-backends", "memory_backends",
+              help="backends whose memory is measured: cpu, reference, cuda (device bytes) "
+                   "[the timed ones of cpu and cuda, else cpu]")
 @click.option("--repeats", type=int, help="timed repeats per measurement [10]")
 @click.option("--warmup", type=int, help="untimed rounds before them [1]")
 @click.option("--threads", type=int, help="kernel threads (numba, BLAS, torch) [as is]")
@@ -297,7 +300,8 @@ def run(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
     truncations = _truncations(v.get("truncations", "full"))
     strategies = _choices("strategy", v.get("strategies", "full"), ["full", "checkpoint"])
     memory = v.get("memory", True)
-    memory_backends = [b for b in _backends(v.get("memory_backends", "cpu")) if b != "torch"]
+    measured = ",".join(b for b in backends if b in ("cpu", "cuda")) or "cpu"
+    memory_backends = [b for b in _backends(v.get("memory_backends", measured)) if b != "torch"]
     repeats = _positive_ints("repeats", v.get("repeats", 10), 10_000)[0]
     warmup = v.get("warmup", 1)
     if not isinstance(warmup, int) or warmup < 0:

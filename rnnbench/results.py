@@ -121,7 +121,7 @@ def environment() -> dict:
 
 # Columns an experiment may add beside COLUMNS, in the order a results.csv holds them.
 EXTRA_COLUMNS = ["phase", "threads", "strategy", "step", "distance", "scale", "init", "seed", "seeds", "param",
-                 "chunk", "k", "stat", "status", "cache", "repeats", "time_s_min", "time_s_max",
+                 "chunk", "k", "stat", "status", "cache", "clock", "repeats", "time_s_min", "time_s_max",
                  "time_s_iqr", "value_q10", "value_q90", "note", "host", "cpu", "worker", "task_key", "error",
                  "task", "optimizer", "lr", "clip"]
 ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS

@@ -106,6 +106,17 @@ class Runner:
         self._go = torch.from_numpy(self.grad_output)
         self._out = None
 
+    @property
+    def clock(self) -> str:
+        """How this runner's calls are timed (a key of ``timing.CLOCKS``): CUDA events for the cuda
+        backend on a GPU (the simulator's events record no time), the host clock otherwise."""
+        if self.backend == "cuda":
+            from numba import config
+
+            if not config.ENABLE_CUDASIM:
+                return "cuda_event"
+        return "host"
+
     def forward(self, grad: bool = True, **kwargs):
         if self.backend != "torch":
             return self.model(self.x, grad=grad, **kwargs)

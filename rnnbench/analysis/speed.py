@@ -12,7 +12,7 @@ import pandas as pd
 
 from rnnbench.analysis.runners import Config, Runner
 from rnnbench.analysis.strategies import forward_kwargs, training_step
-from rnnbench.analysis.timing import Timed, time_interleaved
+from rnnbench.analysis.timing import CLOCKS, Timed, time_interleaved
 from rnnbench.cells import get_cell
 from rnnbench.results import truncation_label
 
@@ -27,9 +27,11 @@ def base_row(config: Config, backend: str, experiment: str = "speed", truncation
 
 
 def phase_items(runner: Runner, strategy: str, truncation, chunk) -> dict:
-    """What each phase times; a backward alone is prepared by an untimed forward."""
+    """What each phase times, on the runner's clock; a backward alone is prepared by an untimed
+    forward."""
     step = training_step(runner, strategy, truncation, chunk)
-    items = {"fwd+bwd": Timed(step)}
+    clock = CLOCKS[runner.clock]
+    items = {"fwd+bwd": Timed(step, clock=clock)}
     if strategy != "streaming":
         fwd = forward_kwargs(strategy, chunk)
         bwd = {} if truncation is None else {"truncation": truncation}
@@ -37,8 +39,9 @@ def phase_items(runner: Runner, strategy: str, truncation, chunk) -> dict:
             bwd["hidden"] = False
         # a forward alone runs as inference (torch: inference_mode), but for checkpointing,
         # whose forward is what keeps the states
-        items["fwd"] = Timed(lambda: runner.forward(grad=strategy == "checkpoint", **fwd))
-        items["bwd"] = Timed(lambda: runner.backward(**bwd), prepare=lambda: runner.forward(True, **fwd))
+        items["fwd"] = Timed(lambda: runner.forward(grad=strategy == "checkpoint", **fwd), clock=clock)
+        items["bwd"] = Timed(lambda: runner.backward(**bwd), prepare=lambda: runner.forward(True, **fwd),
+                             clock=clock)
     return items
 
 
@@ -60,7 +63,8 @@ def measure_speed(config: Config, backends=("cpu",), repeats: int = 5, warmup: i
                   strategy: str = "full", truncation=None, chunk=None, threads: int | None = None,
                   seed: int = 0, gemm: bool = True) -> list[dict]:
     """Rows of ``time_s`` (with min, max, IQR), ``gflops``, ``time_per_step`` per backend and
-    phase, ``compile_s`` per backend, and (``gemm``) the GEMM-limit rows."""
+    phase, ``compile_s`` per backend, and (``gemm``, where a host backend is timed) the GEMM-limit
+    rows. The ``clock`` column says how each backend was timed (``Runner.clock``)."""
     from rnnbench.runtime import get_num_threads, set_num_threads
 
     if threads is not None:
@@ -87,15 +91,16 @@ def measure_speed(config: Config, backends=("cpu",), repeats: int = 5, warmup: i
     out = []
     for b, first, cache in rows:
         overhead = sum(max(0.0, first[p] - stats[(b, p)].median) for p in first)
+        clock = runners[b].clock
         out.append(base_row(config, b, truncation=truncation, **extra, phase="fwd+bwd",
-                            metric="compile_s", value=overhead, unit="s", cache=cache))
+                            metric="compile_s", value=overhead, unit="s", cache=cache, clock=clock))
         for p in first:
             st = stats[(b, p)]
-            row = base_row(config, b, truncation=truncation, **extra, phase=p)
+            row = base_row(config, b, truncation=truncation, **extra, phase=p, clock=clock)
             out.append(dict(row, metric="time_s", value=st.median, unit="s", **st.columns()))
             out.append(dict(row, metric="time_per_step", value=st.median / config.seq_len, unit="s"))
             out.append(dict(row, metric="gflops", value=config.flops(p) / st.median / 1e9, unit="GFLOP/s"))
-    if gemm:  # every backend runs the same phases
+    if gemm and set(backends) - {"cuda"}:  # numpy's rate is the limit of the host's backends only
         out += measure_gemm(config, repeats, list(rows[0][1]), threads)
     return out
 

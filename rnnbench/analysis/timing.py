@@ -25,19 +25,44 @@ class Stats:
                 "time_s_iqr": float(q75 - q25), "repeats": len(self.samples)}
 
 
+def host_clock(run: Callable[[], object]) -> float:
+    """Seconds ``run`` takes on the host's monotonic clock."""
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def cuda_event_clock(run: Callable[[], object]) -> float:
+    """Seconds between two CUDA events recorded on the default stream around ``run``, once the
+    device is idle: the device's span of the work ``run`` queued, whether or not ``run`` waits for
+    it (a host clock would stop when an asynchronous call returns)."""
+    from numba import cuda
+
+    cuda.synchronize()
+    start, end = cuda.event(), cuda.event()
+    start.record()
+    run()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3
+
+
+CLOCKS = {"host": host_clock, "cuda_event": cuda_event_clock}
+
+
 @dataclass(frozen=True)
 class Timed:
-    """A thing to time: ``prepare`` runs untimed before each call of ``run``."""
+    """A thing to time: ``prepare`` runs untimed before each call of ``run``, which ``clock``
+    times."""
 
     run: Callable[[], object]
     prepare: Callable[[], object] | None = None
+    clock: Callable[[Callable[[], object]], float] = host_clock
 
     def once(self) -> float:
         if self.prepare is not None:
             self.prepare()
-        start = time.perf_counter()
-        self.run()
-        return time.perf_counter() - start
+        return self.clock(self.run)
 
 
 def time_interleaved(items: dict, repeats: int, warmup: int = 1) -> dict:

@@ -158,9 +158,26 @@ def test_the_speed_analysis_times_the_cuda_backend():
     from rnnbench.analysis.speed import measure_speed
 
     config = Config(cell="gru", seq_len=3, batch=2, input_size=3, hidden_size=4, dtype="float64")
-    rows = measure_speed(config, backends=("cuda",), repeats=1, warmup=0, gemm=False)
+    rows = measure_speed(config, backends=("cuda",), repeats=1, warmup=0)
     times = {r["phase"]: r["value"] for r in rows if r["metric"] == "time_s" and r["backend"] == "cuda"}
     assert set(times) == {"fwd", "bwd", "fwd+bwd"} and all(v > 0 for v in times.values())
+    # the simulator's events record no time, so its runs are timed on the host; no host GEMM rows
+    assert {r["clock"] for r in rows} == {"host"} and {r["backend"] for r in rows} == {"cuda"}
+
+
+def test_on_a_gpu_the_cuda_backend_is_timed_with_events(monkeypatch):
+    from numba import config
+
+    from rnnbench.analysis.runners import Config, Runner
+    from rnnbench.analysis.timing import cuda_event_clock
+
+    runner = Runner(Config(cell="rnn_tanh", seq_len=2, batch=1, input_size=3, hidden_size=4), "cuda")
+    calls = []
+    with pytest.warns(UserWarning, match="Simulator timings are bogus"):  # events, not the host clock
+        assert cuda_event_clock(lambda: calls.append(runner.forward())) == 0.0
+    assert len(calls) == 1
+    monkeypatch.setattr(config, "ENABLE_CUDASIM", 0)
+    assert runner.clock == "cuda_event" and Runner(runner.config, "cpu").clock == "host"
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -173,3 +190,21 @@ def test_a_stack_with_dropout_passes_device_arrays_between_layers(cell):
 def test_an_unknown_path_is_refused():
     with pytest.raises(ValueError, match="unknown cuda path 'fast'; choose one of auto, steps, persistent"):
         get_backend("cuda").path = "fast"
+
+
+def test_rnnbench_run_on_the_cuda_backend_reports_its_clock_and_device_memory(tmp_path):
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from rnnbench import cli
+
+    r = CliRunner().invoke(cli.main, ["run", "--backends", "cuda", "--cells", "rnn_tanh", "--seq-lens", "3",
+                                      "--batch", "2", "--input-size", "3", "--hidden-size", "4", "--repeats", "1",
+                                      "--quiet", "-o", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    rows = pd.read_csv(tmp_path / "results.csv")
+    assert set(rows["backend"]) == {"cuda"}  # no host GEMM rows beside a device backend
+    speed, memory = rows[rows["experiment"] == "speed"], rows[rows["experiment"] == "memory"]
+    assert set(speed["clock"]) == {"host"}  # the simulator's events record no time
+    peaks = memory[memory["metric"] == "peak_bytes"]
+    assert set(peaks["strategy"]) == {"full", "checkpoint", "streaming"} and (peaks["value"] > 0).all()
