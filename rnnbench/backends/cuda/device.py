@@ -30,6 +30,22 @@ def backward_order(s, n, reverse):
     return t, (t + 1 if reverse else t - 1), (t - 1 if reverse else t + 1)
 
 
+@cuda.jit(device=True, inline=True)
+def previous_states(s, prev, h, h0, c, c0):
+    """(h_{t-1}, c_{t-1}) of a forward's step s: the entering states at the first step."""
+    return (h0 if s == 0 else h[prev]), (c0 if s == 0 else c[prev % c.shape[0]])
+
+
+def make_forward_at(cell_forward):
+    @cuda.jit(device=True, inline=True)
+    def forward_at(rec, b, j, t, xp, bias, h_prev, c_prev, h, c, tape, one):
+        """Forward step at time t for (b, j), rec = the G gate sums of W_hh h_{t-1}."""
+        cell_forward(rec, b, j, h.shape[2], xp[t], bias, h_prev, c_prev, h[t], c[t % c.shape[0]],
+                     tape[t % tape.shape[0]], one)
+
+    return forward_at
+
+
 def make_backward_at(cell_backward):
     @cuda.jit(device=True, inline=True)
     def backward_at(rec, b, j, s, t, prev, dy, direct, dc, tape, h, h0, c, c0, dax, dah, hid, cel, dh0, one):

@@ -18,7 +18,8 @@ import math
 
 from numba import config, cuda
 
-from rnnbench.backends.cuda.device import backward_order, forward_order, make_backward_at
+from rnnbench.backends.cuda.device import (backward_order, forward_order, make_backward_at, make_forward_at,
+                                          previous_states)
 
 THREADS = 32 if config.ENABLE_CUDASIM else 256  # the simulator runs each thread as a Python thread
 SHARED_BYTES = 48 * 1024
@@ -81,6 +82,8 @@ def load(w, cache, group, J, units, K, zero):
 
 def make_forward(cell_forward, G, dtype):
     """kernel(xp, w_hh, bias, h0, c0, h, c, tape, J, S, reverse, one): the whole forward pass."""
+    forward_at = make_forward_at(cell_forward)
+
     @cuda.jit
     def forward(xp, w, bias, h0, c0, h, c, tape, J, S, reverse, one):
         shared = cuda.shared.array(0, dtype)
@@ -94,16 +97,14 @@ def make_forward(cell_forward, G, dtype):
         grid = cuda.cg.this_grid()
         for s in range(n):
             t, prev = forward_order(s, n, reverse)
-            h_prev = h0 if s == 0 else h[prev]
-            c_prev = c0 if s == 0 else c[prev % c.shape[0]]
+            h_prev, c_prev = previous_states(s, prev, h, h0, c, c0)
             products(cache, R, H, h_prev, partial, S, zero)
             for q in range(cuda.threadIdx.x, B * J, THREADS):
                 b, jj = q // J, q % J
                 if j0 + jj < H:
                     for g in range(G):
                         rec[g] = partial[(b * R + g * J + jj) * S]
-                    cell_forward(rec, b, j0 + jj, H, xp[t], bias, h_prev, c_prev, h[t], c[t % c.shape[0]],
-                                 tape[t % tape.shape[0]], one)
+                    forward_at(rec, b, j0 + jj, t, xp, bias, h_prev, c_prev, h, c, tape, one)
             grid.sync()  # h_t everywhere before any block reads it; partial free again
 
     return forward

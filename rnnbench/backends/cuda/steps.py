@@ -11,7 +11,8 @@ import math
 
 from numba import cuda
 
-from rnnbench.backends.cuda.device import backward_order, forward_order, make_backward_at
+from rnnbench.backends.cuda.device import (backward_order, forward_order, make_backward_at, make_forward_at,
+                                          previous_states)
 from rnnbench.backends.cuda.matmul import BK, T, stage
 
 
@@ -53,6 +54,7 @@ def make_forward(cell_forward, G, dtype, rm, rj):
     """kernel(xp, w_hh, bias, h0, c0, h, c, tape, s, reverse, one): step s of the forward pass
     (the persistent kernel's arguments, and the step)."""
     products, bm, bj = _products(G, rm, rj)
+    forward_at = make_forward_at(cell_forward)
     v_shape, w_shape = (BK, bm + 1), (BK, G * bj + 1)
 
     @cuda.jit
@@ -63,8 +65,7 @@ def make_forward(cell_forward, G, dtype, rm, rj):
         rec = cuda.local.array(G, dtype)
         n, B, H = h.shape
         t, prev = forward_order(s, n, reverse)
-        h_prev = h0 if s == 0 else h[prev]
-        c_prev = c0 if s == 0 else c[prev % c.shape[0]]
+        h_prev, c_prev = previous_states(s, prev, h, h0, c, c0)
         products(h_prev, w, H, sv, sw, acc, one - one)
         for i in range(rm):
             b = cuda.blockIdx.y * bm + cuda.threadIdx.y + T * i
@@ -73,8 +74,7 @@ def make_forward(cell_forward, G, dtype, rm, rj):
                 if b < B and j < H:
                     for g in range(G):
                         rec[g] = acc[i, q, g]
-                    cell_forward(rec, b, j, H, xp[t], bias, h_prev, c_prev, h[t], c[t % c.shape[0]],
-                                 tape[t % tape.shape[0]], one)
+                    forward_at(rec, b, j, t, xp, bias, h_prev, c_prev, h, c, tape, one)
 
     return forward_step
 
