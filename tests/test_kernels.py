@@ -53,15 +53,21 @@ def _recurrent(a, b, out, parallel):
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-6), (np.float64, 1e-14)])
 @pytest.mark.parametrize("parallel", [False, True])
-@pytest.mark.parametrize("M, N, K", [(1, 1, 1), (1, 3, 5), (3, 7, 2), (5, 13, 33), (2, 4, 8), (30, 64, 40)])
+@pytest.mark.parametrize("M, N, K", [(1, 1, 1), (1, 3, 5), (3, 7, 2), (5, 13, 33), (2, 4, 8), (30, 64, 40),
+                                     (9, 70, 17), (16, 32, 3), (13, 100, 6), (8, 16, 1)])
 def test_recurrent_product_at_every_edge(M, N, K, parallel, dtype, rtol):
+    """Every row tile (8, 4, 2, 1 and clamped) and panel edge; nothing written past out's end."""
     rng = np.random.default_rng(M * 100 + N)
-    a, b = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((N, K)).astype(dtype)
-    out = np.full((M, N), np.nan, dtype)
+    a, b = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+    buf = np.full(M * N + 64, np.nan, dtype)
+    out = buf[: M * N].reshape(M, N)
     rb.set_num_threads(2)
-    _recurrent(a, b, out, parallel)
-    expected = a.astype(np.float64) @ b.T.astype(np.float64)
+    packed = matmul.pack(b, transpose=False)
+    np.testing.assert_array_equal(matmul.pack(np.ascontiguousarray(b.T), transpose=True), packed)
+    _recurrent(a, packed, out, parallel)
+    expected = a.astype(np.float64) @ b.astype(np.float64)
     np.testing.assert_allclose(out, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+    assert np.isnan(buf[M * N:]).all()
 
 
 @pytest.mark.parametrize("rows", [1, 2, 37])

@@ -57,7 +57,8 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
     (``CellSpec.tape_floats_per_unit`` x H; bidirectional layers also their concatenated
     output, 2H, but the top layer's, which the caller drops); on top of that the larger of the forward's projection (``FORWARD_FLOATS``) and
     the backward's working set (``bwd_extra`` below); and parameter-sized buffers (the
-    gradients and a product's temporary, one more for streaming's running sum).
+    gradients and a product's temporary, one more for streaming's running sum, and the backend's
+    own copies of a W_hh).
     ``checkpoint`` keeps outputs for every step, the states entering each of the T/c segments,
     and one segment's tape and buffers; ``streaming`` holds one chunk of it all.
     """
@@ -83,6 +84,7 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
     bwd_extra = be.BACKWARD_FLOATS[spec.name] * H  # the backend's gate gradients
     # parameter-sized buffers: the gradients and a product's temporary; streaming also sums them
     params = sum(D * spec.gates * H * (w + H + 2) for w in widths) * (3 if strategy == "streaming" else 2)
+    params += be.RECURRENT_COPIES * spec.gates * H * H  # one pass runs at a time
 
     if strategy in ("full", "streaming"):
         steps = T if strategy == "full" else min(chunk, T)

@@ -145,6 +145,7 @@ class Backend(Protocol):
     arrays: HostArrays  # what the layers do to outputs and gradients between layers
     FORWARD_FLOATS: dict[str, int]  # per cell: floats per step and unit a forward holds beside the tape
     BACKWARD_FLOATS: dict[str, int]  # ... and a backward
+    RECURRENT_COPIES: int  # copies of W_hh a pass holds (the cpu backend's packed panels)
 
     def forward(self, cell: CellSpec, w: LayerWeights, x: np.ndarray, h0: np.ndarray,
                 c0: np.ndarray | None, reverse: bool, store: bool) -> Tape: ...

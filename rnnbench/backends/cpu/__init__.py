@@ -41,6 +41,7 @@ class CpuBackend:
     # input and recurrent sides apart).
     FORWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
     BACKWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 6}
+    RECURRENT_COPIES = 1  # W_hh (or W_hh^T) packed for the step's product (matmul.pack)
 
     def forward(self, cell, w, x, h0, c0, reverse, store) -> Tape:
         n, B, _ = x.shape

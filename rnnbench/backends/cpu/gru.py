@@ -7,21 +7,21 @@
               input side [da_r, da_z, da_n];  recurrent side [da_r, da_z, da_n r]
               carry = W_hh^T (recurrent side) + dh z
 
-The tape keeps r, z, n and hn per step, one array each (``planes.py``; hn is needed for da_r).
+W_hh^T (forward) and W_hh (backward) come packed for ``matmul.recurrent``. The tape keeps r, z, n and hn per step, one array each (``planes.py``; hn is needed for da_r).
 """
 import numpy as np
 from numba import njit
 
 from rnnbench.backends.base import forward_bias
 from rnnbench.backends.cpu.activations import sigmoid, tanh
-from rnnbench.backends.cpu.matmul import recurrent, transposed, use_parallel
+from rnnbench.backends.cpu.matmul import pack, recurrent, use_parallel
 from rnnbench.backends.cpu.planes import put_block
 
 GATES = ("reset", "update", "new", "hn")  # the tape's keys: CellSpec.gate_names, and hn
 
 
 @njit(cache=True, error_model="numpy")
-def gru_forward(xp, w_hh, bias, h0, reverse, h, gr, gz, gn, ghn, parallel):
+def gru_forward(xp, w_hh_t, bias, h0, reverse, h, gr, gz, gn, ghn, parallel):
     n, B, G = xp.shape
     H = G // 3
     one = h0.dtype.type(1)
@@ -29,7 +29,7 @@ def gru_forward(xp, w_hh, bias, h0, reverse, h, gr, gz, gn, ghn, parallel):
     h_run = h0.copy()  # h_{t-1}, apart from the tape h (planes.py)
     for s in range(n):
         t = n - 1 - s if reverse else s
-        recurrent(h_run, w_hh, hp, parallel)
+        recurrent(h_run, w_hh_t, hp, parallel)
         k = t % gr.shape[0]
         r_t, z_t, n_t, hn_t, x_t, h_t = gr[k], gz[k], gn[k], ghn[k], xp[t], h[t]
         for b in range(B):
@@ -45,7 +45,7 @@ def gru_forward(xp, w_hh, bias, h0, reverse, h, gr, gz, gn, ghn, parallel):
 
 
 @njit(cache=True, error_model="numpy")
-def gru_backward(w_hh_t, gr, gz, gn, ghn, h, h0, dy, dh_n, reverse, dax, dah, hidden, parallel):
+def gru_backward(w_hh, gr, gz, gn, ghn, h, h0, dy, dh_n, reverse, dax, dah, hidden, parallel):
     n, B, H = gr.shape
     one = h0.dtype.type(1)
     dh = dh_n.copy()
@@ -72,7 +72,7 @@ def gru_backward(w_hh_t, gr, gz, gn, ghn, h, h0, dy, dh_n, reverse, dax, dah, hi
         for k, (x_side, h_side) in enumerate(((d_r, d_r), (d_z, d_z), (d_n, d_nr))):
             put_block(dax[t], k, x_side)
             put_block(dah[t], k, h_side)
-        recurrent(dah[t], w_hh_t, dh, parallel)
+        recurrent(dah[t], w_hh, dh, parallel)
         dh += direct
     return dh
 
@@ -81,7 +81,8 @@ def forward(cell, xp, w, h0, c0, reverse, store):
     n, B, G = xp.shape
     h = np.empty((n, B, G // 3), h0.dtype)
     gates = {k: np.empty((n if store else 1, B, G // 3), h0.dtype) for k in GATES}
-    gru_forward(xp, w.w_hh, forward_bias(cell.name, w), h0, reverse, h, *gates.values(), use_parallel(B, G, G // 3))
+    gru_forward(xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, reverse, h, *gates.values(),
+                use_parallel(B, G, G // 3))
     steps = {"h": h, **gates} if store else {"h": h}
     return steps, h[0 if reverse else -1], None
 
@@ -90,6 +91,6 @@ def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     n, B, H = dy.shape
     dax = np.empty((n, B, 3 * H), dy.dtype)
     dah = np.empty_like(dax)
-    dh0 = gru_backward(transposed(w.w_hh), *(tape.steps[k] for k in GATES), tape.h, tape.h0, dy, dh_n, reverse,
+    dh0 = gru_backward(pack(w.w_hh, transpose=False), *(tape.steps[k] for k in GATES), tape.h, tape.h0, dy, dh_n, reverse,
                        dax, dah, hidden, use_parallel(B, H, 3 * H))
     return dax, dah, dh0, None

@@ -6,7 +6,8 @@
               da_i = dc g i(1-i);  da_f = dc c_{t-1} f(1-f);  da_g = dc i (1-g^2);  da_o = dh tanh(c_t) o(1-o)
               carry_h = W_hh^T da;  carry_c = dc f
 
-xp_t = W_ih x_t comes from the caller. The tape keeps the activated gates, one array each
+xp_t = W_ih x_t comes from the caller, W_hh^T (forward) and W_hh (backward) packed for
+``matmul.recurrent``. The tape keeps the activated gates, one array each
 (``planes.py``), and c_t; without ``store`` they are one-step rolling buffers.
 """
 import numpy as np
@@ -14,13 +15,13 @@ from numba import njit
 
 from rnnbench.backends.base import forward_bias
 from rnnbench.backends.cpu.activations import sigmoid, tanh
-from rnnbench.backends.cpu.matmul import recurrent, transposed, use_parallel
+from rnnbench.backends.cpu.matmul import pack, recurrent, use_parallel
 
 GATES = ("input", "forget", "cell", "output")  # the tape's keys: CellSpec.gate_names
 
 
 @njit(cache=True, error_model="numpy")
-def lstm_forward(xp, w_hh, bias, h0, c0, reverse, h, c, gi, gf, gg, go, parallel):
+def lstm_forward(xp, w_hh_t, bias, h0, c0, reverse, h, c, gi, gf, gg, go, parallel):
     n, B, G = xp.shape
     H = G // 4
     hp = np.empty((B, G), h0.dtype)
@@ -28,7 +29,7 @@ def lstm_forward(xp, w_hh, bias, h0, c0, reverse, h, c, gi, gf, gg, go, parallel
     h_prev = h0
     for s in range(n):
         t = n - 1 - s if reverse else s
-        recurrent(h_prev, w_hh, hp, parallel)
+        recurrent(h_prev, w_hh_t, hp, parallel)
         k = t % gi.shape[0]
         i_t, f_t, g_t, o_t, c_t, x_t, h_t = gi[k], gf[k], gg[k], go[k], c[t % c.shape[0]], xp[t], h[t]
         for b in range(B):
@@ -46,7 +47,7 @@ def lstm_forward(xp, w_hh, bias, h0, c0, reverse, h, c, gi, gf, gg, go, parallel
 
 
 @njit(cache=True, error_model="numpy")
-def lstm_backward(w_hh_t, gi, gf, gg, go, c, c0, dy, dh_n, dc_n, reverse, da, hidden, cell, parallel):
+def lstm_backward(w_hh, gi, gf, gg, go, c, c0, dy, dh_n, dc_n, reverse, da, hidden, cell, parallel):
     n, B, H = gi.shape
     one = c0.dtype.type(1)
     dh, dc = dh_n.copy(), dc_n.copy()
@@ -86,7 +87,7 @@ def lstm_backward(w_hh_t, gi, gf, gg, go, c, c0, dy, dh_n, dc_n, reverse, da, hi
             for j in range(H):
                 o = o_t[b, j]
                 da_t[b, 3 * H + j] = d_ho[b, j] * o * (one - o)
-        recurrent(da_t, w_hh_t, dh, parallel)
+        recurrent(da_t, w_hh, dh, parallel)
     return dh, dc
 
 
@@ -96,7 +97,7 @@ def forward(cell, xp, w, h0, c0, reverse, store):
     h = np.empty((n, B, G // 4), h0.dtype)
     c = np.empty((kept, B, G // 4), h0.dtype)
     gates = {k: np.empty((kept, B, G // 4), h0.dtype) for k in GATES}
-    lstm_forward(xp, w.w_hh, forward_bias(cell.name, w), h0, c0, reverse, h, c, *gates.values(),
+    lstm_forward(xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, c0, reverse, h, c, *gates.values(),
                  use_parallel(B, G, G // 4))
     steps = {"h": h, "c": c, **gates} if store else {"h": h}
     return steps, h[0 if reverse else -1], c[0 if reverse or not store else -1]
@@ -105,6 +106,6 @@ def forward(cell, xp, w, h0, c0, reverse, store):
 def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     n, B, H = dy.shape
     da = np.empty((n, B, 4 * H), dy.dtype)
-    dh0, dc0 = lstm_backward(transposed(w.w_hh), *(tape.steps[k] for k in GATES), tape.steps["c"], tape.c0, dy,
+    dh0, dc0 = lstm_backward(pack(w.w_hh, transpose=False), *(tape.steps[k] for k in GATES), tape.steps["c"], tape.c0, dy,
                              dh_n, dc_n, reverse, da, hidden, cell_grad, use_parallel(B, H, 4 * H))
     return da, da, dh0, dc0

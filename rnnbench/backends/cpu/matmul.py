@@ -5,14 +5,13 @@ run, and a step's product took 2-3x as long measured beside a multi-threaded BLA
 So the BLAS Numba calls (scipy's) runs single-threaded (``runtime``), and every product here splits
 its work over Numba's threads itself:
 
-- ``recurrent(a, b, out, parallel)``: out = a @ b^T, the recurrent product of one step, written
-  here: a 2 x 4 tile of out per inner loop, its eight sums held in vector registers along k (the
-  ``reassoc`` flag lets LLVM split each sum over SIMD lanes; the order differs from BLAS's by
-  rounding only). Small steps (B x G x H) are cheaper through BLAS than any tile loop could be
-  made, but a call into BLAS costs more than the whole product at the smallest sizes, and
-  measured at (B, H, G) = (30, 256, 1024) this loop ran at 170 GFLOP/s on two threads against
-  OpenBLAS's 50-100 on the same shapes. Tiles past the edge are clamped onto the last row or
-  column and computed twice: no remainder loops.
+- ``recurrent(a, w, out, parallel)``: out = a @ b, the recurrent product of one step, with b
+  packed once per pass into panels of NR columns (``pack``) and each (MR x NR) tile of out made
+  by ``microkernel.tile`` (sums in vector registers, no horizontal sums). Small steps (B x G x H)
+  are cheaper through BLAS than any tile loop could be made, but a call into BLAS costs more than
+  the whole product at the smallest sizes, and BLAS runs small-M products far from peak: measured
+  on the shapes of the benchmark sizes, this loop ran at 1.2-2.4x the dot-product tiles it
+  replaced and 1.3-3x OpenBLAS (docs/performance.md). The panels are split over the threads.
 - ``gemm(a, b, out)``: out = a @ b for whole-sequence products (the input projection, dx), rows
   split over the threads, each part a single-threaded BLAS call.
 - ``gemm_tn_add(a, b, out)``: out += a^T @ b for the weight gradients (a sum over every step), the
@@ -24,36 +23,27 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-REASSOC = {"reassoc", "contract"}
+from rnnbench.backends.cpu.microkernel import panel_width, tile
+
+TILE8, TILE4, TILE2, TILE1 = tile(8), tile(4), tile(2), tile(1)
 
 
-@njit(inline="always", fastmath=REASSOC, error_model="numpy")
-def _tile(a, b, out, i0, i1, j0, j1, j2, j3):
-    """out[i, j] = a[i] . b[j] for rows i0, i1 and columns j0..j3."""
-    zero = a.dtype.type(0)
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
-    for k in range(a.shape[1]):
-        x0, x1 = a[i0, k], a[i1, k]
-        y0, y1, y2, y3 = b[j0, k], b[j1, k], b[j2, k], b[j3, k]
-        s00 += x0 * y0
-        s01 += x0 * y1
-        s02 += x0 * y2
-        s03 += x0 * y3
-        s10 += x1 * y0
-        s11 += x1 * y1
-        s12 += x1 * y2
-        s13 += x1 * y3
-    out[i0, j0], out[i0, j1], out[i0, j2], out[i0, j3] = s00, s01, s02, s03
-    out[i1, j0], out[i1, j1], out[i1, j2], out[i1, j3] = s10, s11, s12, s13
-
-
-def _matmul_nt(a, b, out):
-    M, N = a.shape[0], b.shape[0]
-    last = N - 1
-    for jb in prange((N + 3) // 4):
-        j = max(min(4 * jb, N - 4), 0)
-        for i in range(0, M, 2):
-            _tile(a, b, out, i, min(i + 1, M - 1), j, min(j + 1, last), min(j + 2, last), min(j + 3, last))
+def _product(a, w, out):
+    M = a.shape[0]
+    for p in prange(w.shape[0]):
+        i = 0
+        while i + 8 <= M:
+            TILE8(a, w, out, i, p)
+            i += 8
+        rest = M - i  # one more tile, its rows past M clamped (microkernel.py)
+        if rest > 4:
+            TILE8(a, w, out, i, p)
+        elif rest > 2:
+            TILE4(a, w, out, i, p)
+        elif rest == 2:
+            TILE2(a, w, out, i, p)
+        elif rest == 1:
+            TILE1(a, w, out, i, p)
 
 
 def _renamed(f, name):
@@ -64,9 +54,8 @@ def _renamed(f, name):
 
 
 # One source, two compilations: prange runs as a plain range in the serial one.
-_serial = njit(cache=True, fastmath=REASSOC, error_model="numpy")(_matmul_nt)
-_parallel = njit(cache=True, parallel=True, fastmath=REASSOC, error_model="numpy")(
-    _renamed(_matmul_nt, "_matmul_nt_parallel"))
+_serial = njit(cache=True)(_product)
+_parallel = njit(cache=True, parallel=True)(_renamed(_product, "_product_parallel"))
 
 PARALLEL_MIN = 1 << 16  # multiply-adds per step below which one thread wins (a parallel launch costs µs)
 
@@ -76,18 +65,48 @@ def use_parallel(M: int, N: int, K: int) -> bool:
     return numba.get_num_threads() > 1 and M * N * K >= PARALLEL_MIN
 
 
-def transposed(w: np.ndarray) -> np.ndarray:
-    """w^T laid out row by row: ``recurrent`` reads both operands along their rows."""
-    return np.ascontiguousarray(w.T)
+def pack(w: np.ndarray, transpose: bool) -> np.ndarray:
+    """b = w^T (``transpose``) or w, (K, N), as ``recurrent`` reads it: (P, K, NR), panel p holding
+    b's columns p*NR .. p*NR+NR-1, the last one zero-padded. The forward packs W_hh^T, the
+    backward W_hh."""
+    N = w.shape[0] if transpose else w.shape[1]
+    nr = panel_width(w.dtype.itemsize)
+    out = np.empty((-(-N // nr), w.shape[1] if transpose else w.shape[0], nr), w.dtype)
+    out[-1] = 0  # the padding (np.zeros would fault every page in again)
+    (_pack_rows if transpose else _pack_columns)(w, out)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _pack_rows(w, out):
+    """out[p, k, c] = w[p NR + c, k], in blocks of 16 k so that w is read along its rows (a strided
+    copy of W_hh^T, numpy's, took 9.7 ms at LSTM 1024: a fifth of its forward)."""
+    P, K, nr = out.shape
+    for p in prange(P):
+        for k0 in range(0, K, 16):
+            for c in range(min(nr, w.shape[0] - p * nr)):
+                row = w[p * nr + c]
+                for k in range(k0, min(k0 + 16, K)):
+                    out[p, k, c] = row[k]
+
+
+@njit(cache=True, parallel=True)
+def _pack_columns(b, out):
+    """out[p, k, c] = b[k, p NR + c]."""
+    P, K, nr = out.shape
+    for p in prange(P):
+        width = min(nr, b.shape[1] - p * nr)
+        for k in range(K):
+            out[p, k, :width] = b[k, p * nr : p * nr + width]
 
 
 @njit(inline="always")
-def recurrent(a, b, out, parallel):
-    """out = a @ b^T (a: (M, K), b: (N, K), both C-contiguous)."""
+def recurrent(a, w, out, parallel):
+    """out = a @ b for a (M, K) and out (M, N) C-contiguous, w = pack(b)."""
     if parallel:
-        _parallel(a, b, out)
+        _parallel(a, w, out)
     else:
-        _serial(a, b, out)
+        _serial(a, w, out)
 
 
 @njit(cache=True, parallel=True)

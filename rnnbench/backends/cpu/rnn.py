@@ -4,24 +4,25 @@
     backward  dh_t = dy_t + carry;  da_t = dh_t * act'(h_t);  carry = W_hh^T da_t
 
 ``da`` is the gradient of the pre-activation for the input and recurrent sides alike; the
-weight gradients are then whole-sequence products made by the caller.
+weight gradients are then whole-sequence products made by the caller. W_hh^T (forward) and W_hh
+(backward) come packed for ``matmul.recurrent``.
 """
 import numpy as np
 from numba import njit
 
 from rnnbench.backends.base import forward_bias
 from rnnbench.backends.cpu.activations import activate, activate_grad
-from rnnbench.backends.cpu.matmul import recurrent, transposed, use_parallel
+from rnnbench.backends.cpu.matmul import pack, recurrent, use_parallel
 
 
 @njit(cache=True, error_model="numpy")
-def rnn_forward(xp, w_hh, bias, h0, reverse, relu, h, parallel):
+def rnn_forward(xp, w_hh_t, bias, h0, reverse, relu, h, parallel):
     n, B, H = xp.shape
     hp = np.empty((B, H), h0.dtype)
     h_prev = h0
     for s in range(n):
         t = n - 1 - s if reverse else s
-        recurrent(h_prev, w_hh, hp, parallel)
+        recurrent(h_prev, w_hh_t, hp, parallel)
         for b in range(B):
             for j in range(H):
                 h[t, b, j] = activate(xp[t, b, j] + hp[b, j] + bias[j], relu)
@@ -29,7 +30,7 @@ def rnn_forward(xp, w_hh, bias, h0, reverse, relu, h, parallel):
 
 
 @njit(cache=True, error_model="numpy")
-def rnn_backward(w_hh_t, h, dy, dh_n, reverse, relu, da, hidden, parallel):
+def rnn_backward(w_hh, h, dy, dh_n, reverse, relu, da, hidden, parallel):
     n, B, H = h.shape
     one = h.dtype.type(1)
     dh = dh_n.copy()
@@ -42,14 +43,14 @@ def rnn_backward(w_hh_t, h, dy, dh_n, reverse, relu, da, hidden, parallel):
                 d = dy[t, b, j] + dh[b, j]
                 hid_t[b, j] += d
                 da[t, b, j] = d * activate_grad(h[t, b, j], relu, one)
-        recurrent(da[t], w_hh_t, dh, parallel)
+        recurrent(da[t], w_hh, dh, parallel)
     return dh
 
 
 def forward(cell, xp, w, h0, c0, reverse, store):
     n, B, H = xp.shape
     h = np.empty((n, B, H), h0.dtype)
-    rnn_forward(xp, w.w_hh, forward_bias(cell.name, w), h0, reverse, cell.nonlinearity == "relu", h,
+    rnn_forward(xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, reverse, cell.nonlinearity == "relu", h,
                 use_parallel(B, H, H))
     return {"h": h}, h[0 if reverse else -1], None
 
@@ -57,6 +58,6 @@ def forward(cell, xp, w, h0, c0, reverse, store):
 def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     da = np.empty_like(dy)
     _, B, H = dy.shape
-    dh0 = rnn_backward(transposed(w.w_hh), tape.h, dy, dh_n, reverse, cell.nonlinearity == "relu", da, hidden,
+    dh0 = rnn_backward(pack(w.w_hh, transpose=False), tape.h, dy, dh_n, reverse, cell.nonlinearity == "relu", da, hidden,
                        use_parallel(B, H, H))
     return da, da, dh0, None

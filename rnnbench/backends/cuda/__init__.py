@@ -211,6 +211,7 @@ class CudaBackend:
     arrays = DeviceArrays()
     FORWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}  # on the device
     BACKWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 6}
+    RECURRENT_COPIES = 1  # W_hh^T beside W_hh (DeviceWeights)
 
     def __init__(self, path: str = "auto"):
         from numba import config
