@@ -82,6 +82,13 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
 
     carried = max(window_floats(layer) for layer in range(L))
     bwd_extra = be.BACKWARD_FLOATS[spec.name] * H  # the backend's gate gradients
+
+    def packed(rows: int) -> int:
+        """Floats per row of the packed copy of a window's layer input or h_{t-1} that the weight
+        gradients read where the window's gate gradients are at most ``PACKED_WINDOW_BYTES`` (the
+        cpu backend's, matmul.gemm_tn_add)."""
+        return max(max(widths), H) if rows * spec.gates * H * item <= be.PACKED_WINDOW_BYTES else 0
+
     # parameter-sized buffers: the gradients and a product's temporary; streaming also sums them
     params = sum(D * spec.gates * H * (w + H + 2) for w in widths) * (3 if strategy == "streaming" else 2)
     params += be.RECURRENT_COPIES * spec.gates * H * H  # one pass runs at a time
@@ -91,7 +98,8 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
         # the top layer's concatenated output lives only until the caller drops it; lower ones
         # are the next layer's input and stay in its tape
         kept = L * D * tape + (L - 1) * out
-        return int(((kept + max(fwd_extra, out, bwd_extra + carried)) * steps * B + params) * item)
+        return int(((kept + max(fwd_extra, out, bwd_extra + carried + packed(steps * B))) * steps * B + params)
+                   * item)
     c = checkpoint_every(chunk or "sqrt", T)
     states = (2 if spec.has_cell_state else 1) * H * (math.ceil(T / c) - 1)
     kept = L * D * (H * T + states) + (L - 1) * out * T

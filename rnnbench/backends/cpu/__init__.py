@@ -22,7 +22,8 @@ def dispatchers() -> list:
     """Every @njit kernel of the backend: their ``stats`` count compilations and cache loads."""
     cells = [getattr(mod, f"{prefix}_{pass_}") for mod, prefix in ((rnn, "rnn"), (lstm, "lstm"), (gru, "gru"))
              for pass_ in ("forward", "backward")]
-    return cells + [matmul._serial, matmul._parallel, matmul._gemm, matmul._gemm_tn_add]
+    return cells + [matmul._serial, matmul._parallel, matmul._pack_rows, matmul._pack_columns, matmul._gemm,
+                    matmul._gemm_tn_add]
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
@@ -42,6 +43,7 @@ class CpuBackend:
     FORWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
     BACKWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 6}
     RECURRENT_COPIES = 1  # W_hh (or W_hh^T) packed for the step's product (matmul.pack)
+    PACKED_WINDOW_BYTES = matmul.TN_TILES_BYTES  # gate gradients up to this size: the window is packed
 
     def forward(self, cell, w, x, h0, c0, reverse, store) -> Tape:
         n, B, _ = x.shape

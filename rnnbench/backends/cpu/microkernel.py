@@ -9,8 +9,9 @@ express it: LLVM's vectorisers leave a loop of scalar sums scalar once Numba's i
 in it (measured: 5-14 GFLOP/s), so ``tile`` emits the vector loads, broadcasts and fused
 multiply-adds itself (``numba.extending.intrinsic``). The sums live in stack slots that LLVM's
 mem2reg turns into registers; NR is two vectors of the host's width (AVX-512: 32 float32 or 16
-float64). Rows past ``a``'s last are clamped onto it (computed twice, stored alike); the columns of
-the last panel past out's last are computed on the packing's zeros and not stored.
+float64). A tile's rows past ``a``'s last are read from the last (and not stored); the columns of
+the last panel past out's last are computed on the packing's zeros and not stored. The same tile
+makes the weight gradients, out += a^T b, from a transposed view of a.
 """
 from functools import lru_cache
 
@@ -33,23 +34,33 @@ def panel_width(itemsize: int) -> int:
     return PER_PANEL * lanes(itemsize)
 
 
-def _store(builder, acc, base, offset, vec, n):
-    """The panel's vectors of sums of one row, stored from base[offset] on."""
+def _store(builder, acc, base, offset, vec, n, add):
+    """The panel's vectors of sums of one row, stored from base[offset] on (added to what is there
+    when ``add``, an i1)."""
     start = builder.gep(base, [offset])
     for v, slot in enumerate(acc):
         ptr = builder.bitcast(builder.gep(start, [ir.Constant(offset.type, v * n)]), vec.as_pointer())
+        value = builder.load(slot)
+        with builder.if_then(add):
+            builder.store(builder.fadd(value, builder.load(ptr, align=1)), slot)
         builder.store(builder.load(slot), ptr, align=1)
+
+
+def _elements(builder, array, itemsize, ndim=2):
+    """An array's strides in elements."""
+    return [builder.sdiv(s, ir.Constant(s.type, itemsize)) for s in cgutils.unpack_tuple(builder, array.strides, ndim)]
 
 
 @lru_cache(maxsize=None)
 def tile(rows: int):
-    """The intrinsic ``tile(a, w, out, i, p)`` for MR = ``rows``: out's rows i.. i+rows-1 (clamped to
-    a's last row) and panel p's columns (those out has) from a (M, K) and packed w (P, K, NR), all
-    C-contiguous."""
+    """The intrinsic ``tile(a, w, out, i, p, add)`` for MR = ``rows``: out's rows i.. i+rows-1
+    (clamped to a's last row) and panel p's columns (those out has) of a @ b, from a (M, K) in any
+    strides (a transposed view reads each k's rows from one cache line) and w = b packed
+    (P, K, NR) (or a slice of its k); out rows contiguous. ``add``: out += instead of out =."""
 
     @intrinsic
-    def _tile(typingctx, a, w, out, i, p):
-        sig = types.void(a, w, out, i, p)
+    def _tile(typingctx, a, w, out, i, p, add):
+        sig = types.void(a, w, out, i, p, add)
 
         def codegen(context, builder, signature, args):
             a_t, w_t, out_t = signature.args[:3]
@@ -58,30 +69,36 @@ def tile(rows: int):
             oo = context.make_array(out_t)(context, builder, args[2])
             i0 = builder.sext(args[3], ir.IntType(64)) if args[3].type.width < 64 else args[3]
             p0 = builder.sext(args[4], ir.IntType(64)) if args[4].type.width < 64 else args[4]
+            add = args[5]
             scalar = context.get_value_type(a_t.dtype)
-            n = lanes(context.get_abi_sizeof(scalar))
+            itemsize = context.get_abi_sizeof(scalar)
+            n = lanes(itemsize)
             vec = ir.VectorType(scalar, n)
             nr = PER_PANEL * n
             M, K = cgutils.unpack_tuple(builder, aa.shape, 2)
+            a_row, a_k = _elements(builder, aa, itemsize)
             N = cgutils.unpack_tuple(builder, oo.shape, 2)[1]
+            o_row = _elements(builder, oo, itemsize)[0]
             last = builder.sub(M, ir.Constant(M.type, 1))
-            row = [builder.select(builder.icmp_signed("<", builder.add(i0, ir.Constant(i0.type, r)), M),
-                                  builder.add(i0, ir.Constant(i0.type, r)), last) for r in range(rows)]
-            a_rows = [builder.gep(aa.data, [builder.mul(r, K)]) for r in row]
-            panel = builder.gep(ww.data, [builder.mul(builder.mul(p0, K), ir.Constant(K.type, nr))])
+            real = [builder.icmp_signed("<", builder.add(i0, ir.Constant(i0.type, r)), M) for r in range(rows)]
+            row = [builder.select(real[r], builder.add(i0, ir.Constant(i0.type, r)), last) for r in range(rows)]
+            a_rows = [builder.gep(aa.data, [builder.mul(r, a_row)]) for r in row]
+            w_panel, w_k = _elements(builder, ww, itemsize, 3)[:2]
+            panel = builder.gep(ww.data, [builder.mul(p0, w_panel)])
             zero = ir.Constant(vec, [0.0] * n)
             acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(PER_PANEL)] for _ in range(rows)]
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
-                                                 f"llvm.fma.v{n}f{8 * context.get_abi_sizeof(scalar)}")
+                                                 f"llvm.fma.v{n}f{8 * itemsize}")
             undef = ir.Constant(vec, ir.Undefined)
             splat = ir.Constant(ir.VectorType(ir.IntType(32), n), [0] * n)
             with cgutils.for_range(builder, K) as loop:
                 k = loop.index
-                wk = builder.gep(panel, [builder.mul(k, ir.Constant(K.type, nr))])
+                wk = builder.gep(panel, [builder.mul(k, w_k)])
                 wv = [builder.load(builder.bitcast(builder.gep(wk, [ir.Constant(K.type, v * n)]), vec.as_pointer()),
                                    align=1) for v in range(PER_PANEL)]
+                ak = builder.mul(k, a_k)
                 for r in range(rows):
-                    x = builder.load(builder.gep(a_rows[r], [k]))
+                    x = builder.load(builder.gep(a_rows[r], [ak]))
                     xb = builder.shuffle_vector(builder.insert_element(undef, x, ir.Constant(ir.IntType(32), 0)),
                                                 undef, splat)
                     for v in range(PER_PANEL):
@@ -92,15 +109,21 @@ def tile(rows: int):
             with builder.if_else(inside) as (whole, edge):
                 with whole:  # every column of the panel is out's: vector stores
                     for r in range(rows):
-                        _store(builder, acc[r], oo.data, builder.add(builder.mul(row[r], N), col), vec, n)
+                        with builder.if_then(real[r]):
+                            _store(builder, acc[r], oo.data, builder.add(builder.mul(row[r], o_row), col), vec, n,
+                                   add)
                 with edge:  # the last panel sticks out past out's last column: through a buffer
                     buf = builder.bitcast(spill, scalar.as_pointer())
                     for r in range(rows):
-                        _store(builder, acc[r], buf, ir.Constant(col.type, 0), vec, n)
-                        o_row = builder.gep(oo.data, [builder.add(builder.mul(row[r], N), col)])
-                        with cgutils.for_range(builder, builder.sub(N, col)) as loop:
-                            builder.store(builder.load(builder.gep(buf, [loop.index])),
-                                          builder.gep(o_row, [loop.index]))
+                        with builder.if_then(real[r]):
+                            no = ir.Constant(ir.IntType(1), 0)
+                            _store(builder, acc[r], buf, ir.Constant(col.type, 0), vec, n, no)
+                            start = builder.gep(oo.data, [builder.add(builder.mul(row[r], o_row), col)])
+                            with cgutils.for_range(builder, builder.sub(N, col)) as loop:
+                                value = builder.load(builder.gep(buf, [loop.index]))
+                                old = builder.select(add, builder.load(builder.gep(start, [loop.index])),
+                                                     ir.Constant(scalar, 0.0))
+                                builder.store(builder.fadd(value, old), builder.gep(start, [loop.index]))
             return context.get_dummy_value()
 
         return sig, codegen

@@ -212,6 +212,7 @@ class CudaBackend:
     FORWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}  # on the device
     BACKWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 6}
     RECURRENT_COPIES = 1  # W_hh^T beside W_hh (DeviceWeights)
+    PACKED_WINDOW_BYTES = 0
 
     def __init__(self, path: str = "auto"):
         from numba import config
