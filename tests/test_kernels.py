@@ -71,12 +71,14 @@ def test_recurrent_product_at_every_edge(M, N, K, parallel, dtype, rtol):
 
 
 @pytest.mark.parametrize("rows", [1, 2, 37])
-def test_whole_sequence_products(rows):
+@pytest.mark.parametrize("width", [9, 40])  # narrower than a panel: BLAS; wider: the tiles
+def test_whole_sequence_products(rows, width):
     rng = np.random.default_rng(rows)
-    x, w, g = rng.standard_normal((rows, 11)), rng.standard_normal((11, 9)), rng.standard_normal((rows, 9))
-    out = np.empty((rows, 9))
+    x, w = rng.standard_normal((rows, width)), rng.standard_normal((width, width + 3))
+    g = rng.standard_normal((rows, width + 3))
+    out = np.empty((rows, width + 3))
     matmul.gemm(x, w, out)
     np.testing.assert_allclose(out, x @ w, rtol=1e-13, atol=1e-13 * np.abs(x @ w).max())
-    acc = np.ones((9, 11))
-    matmul.gemm_tn_add(g, x, acc)  # summed in per-thread parts: rounding against one product
+    acc = np.ones((width + 3, width))
+    matmul.gemm_tn_add(g, x, acc)  # summed in per-thread parts or tiles: rounding against one product
     np.testing.assert_allclose(acc, 1 + g.T @ x, rtol=1e-13, atol=1e-13 * np.abs(g.T @ x).max())

@@ -43,7 +43,7 @@ class CpuBackend:
     FORWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
     BACKWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 6}
     RECURRENT_COPIES = 1  # W_hh (or W_hh^T) packed for the step's product (matmul.pack)
-    PACKED_WINDOW_BYTES = matmul.TN_TILES_BYTES  # gate gradients up to this size: the window is packed
+    PACKED_WINDOW_BYTES = matmul.TILES_BYTES  # gate gradients up to this size: the window is packed
 
     def forward(self, cell, w, x, h0, c0, reverse, store) -> Tape:
         n, B, _ = x.shape

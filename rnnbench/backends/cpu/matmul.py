@@ -12,8 +12,9 @@ its work over Numba's threads itself:
   the whole product at the smallest sizes, and BLAS runs small-M products far from peak: measured
   on the shapes of the benchmark sizes, this loop ran at 1.2-2.4x the dot-product tiles it
   replaced and 1.3-3x OpenBLAS (docs/performance.md). The panels are split over the threads.
-- ``gemm(a, b, out)``: out = a @ b for whole-sequence products (the input projection, dx), rows
-  split over the threads, each part a single-threaded BLAS call.
+- ``gemm(a, b, out)``: out = a @ b for whole-sequence products: dx through the tiles (as the
+  weight gradients below); the input projection, whose packing would be a transpose of W_ih
+  costing what the tiles gain, through BLAS, rows split over the threads, a call each.
 - ``gemm_tn_add(a, b, out)``: out += a^T @ b for the weight gradients (a sum over every step):
   the same tiles, reading a^T through a transposed view and adding into out, in work items of a
   panel x 64 rows and slices of 256 k. Through BLAS (the steps split over the threads, partial sums
@@ -133,20 +134,28 @@ def _gemm(a, b, out, n):
         np.dot(a[lo:hi], b, out[lo:hi])
 
 
+TILES_BYTES = 8 << 20  # largest a for the tiles in a whole-sequence product: each panel reads all of a
+
+
+def _tiles_fit(a, b) -> bool:
+    return b.shape[1] >= panel_width(b.dtype.itemsize) and a.nbytes <= TILES_BYTES
+
+
 def gemm(a, b, out):
-    """out = a @ b, a's rows split over the threads (a and out C-contiguous)."""
-    _gemm(a, b, out, max(1, min(numba.get_num_threads(), a.shape[0])))
-
-
-TN_TILES_BYTES = 8 << 20  # largest a for the tiles: each panel of out reads all of a again
+    """out = a @ b (a and out C-contiguous). Through the tiles where they fit and b is C-contiguous
+    (its packing a copy of rows); else a's rows split over the threads, a BLAS call each."""
+    if b.flags.c_contiguous and _tiles_fit(a, b):
+        _parallel(a, pack(b, transpose=False), out, False)
+    else:
+        _gemm(a, b, out, max(1, min(numba.get_num_threads(), a.shape[0])))
 
 
 def gemm_tn_add(a, b, out):
     """out += a^T @ b (a: (K, M), b: (K, N), C-contiguous). With b at least a panel wide and a
-    small enough to stay in cache (TN_TILES_BYTES), through the tiles on a^T (a view) and b packed;
+    small enough to stay in cache (TILES_BYTES), through the tiles on a^T (a view) and b packed;
     else through BLAS, the shared first dimension split over the threads and the partial sums
     added (BLAS blocks for the caches; at GRU 1024 / 32 / 187, a of 73 MB, it ran at 1.6x the tiles)."""
-    if b.shape[1] >= panel_width(b.dtype.itemsize) and a.nbytes <= TN_TILES_BYTES:
+    if _tiles_fit(a, b):
         _parallel(a.T, pack(b, transpose=False), out, True)
     else:
         _gemm_tn_add(a, b, out, max(1, min(numba.get_num_threads(), a.shape[0])))
