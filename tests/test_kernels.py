@@ -70,6 +70,12 @@ def test_recurrent_product_at_every_edge(M, N, K, parallel, dtype, rtol):
     assert np.isnan(buf[M * N:]).all()
 
 
+def test_panels_of_another_width_than_the_compiled_tiles_are_refused():
+    a, out = np.ones((2, 3), np.float32), np.empty((2, 5), np.float32)
+    with pytest.raises(ValueError, match="packed panels of another width than the compiled tiles"):
+        _recurrent(a, np.zeros((1, 3, 7), np.float32), out, False)
+
+
 @pytest.mark.parametrize("rows", [1, 2, 37])
 @pytest.mark.parametrize("width", [9, 40])  # narrower than a panel: BLAS; wider: the tiles
 def test_whole_sequence_products(rows, width):

@@ -27,9 +27,10 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from rnnbench.backends.cpu.microkernel import panel_width, tile
+from rnnbench.backends.cpu.microkernel import MAX_ROWS, PER_PANEL, VECTOR_BYTES, panel_width, tile
 
-TILE8, TILE4, TILE2, TILE1 = tile(8), tile(4), tile(2), tile(1)
+MR = MAX_ROWS
+TILE_MR, TILE4, TILE2, TILE1 = tile(MR), tile(4), tile(2), tile(1)
 
 
 ROW_BLOCK = 64  # rows of out a work item holds: the recurrent product's batch is one block
@@ -37,6 +38,8 @@ K_BLOCK = 256  # k a tile runs through at once: a panel's slice of w (32 KiB) st
 
 
 def _product(a, w, out, add):
+    if w.shape[2] * w.itemsize != PER_PANEL * VECTOR_BYTES:  # a cache compiled for another vector width
+        raise ValueError("packed panels of another width than the compiled tiles: clear Numba's cache")
     M, K = a.shape
     blocks = (M + ROW_BLOCK - 1) // ROW_BLOCK
     for item in prange(w.shape[0] * blocks):
@@ -48,13 +51,13 @@ def _product(a, w, out, add):
 
 @njit(inline="always")
 def _rows(a, w, out, i, end, p, add):
-    """Rows i .. end-1 of panel p in tiles of 8 rows, the last tile's rows past end not stored."""
-    while i + 8 <= end:
-        TILE8(a, w, out, i, p, add)
-        i += 8
+    """Rows i .. end-1 of panel p in tiles of MR rows, the last tile's rows past end not stored."""
+    while i + MR <= end:
+        TILE_MR(a, w, out, i, p, add)
+        i += MR
     rest = end - i
     if rest > 4:
-        TILE8(a, w, out, i, p, add)
+        TILE_MR(a, w, out, i, p, add)
     elif rest > 2:
         TILE4(a, w, out, i, p, add)
     elif rest == 2:

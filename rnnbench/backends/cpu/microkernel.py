@@ -21,8 +21,12 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-VECTOR_BYTES = 64 if llb.get_host_cpu_features().get("avx512f") else 32
+AVX512 = bool(llb.get_host_cpu_features().get("avx512f"))
+VECTOR_BYTES = 64 if AVX512 else 32
 PER_PANEL = 2  # vectors of columns in a panel
+# rows of the largest tile: its 2 x MR sums, the panel's 2 vectors and a broadcast fit the vector
+# registers (32 with AVX-512, 16 without)
+MAX_ROWS = 8 if AVX512 else 6
 
 
 def lanes(itemsize: int) -> int:
