@@ -57,10 +57,10 @@ def _elements(builder, array, itemsize, ndim=2):
 
 @lru_cache(maxsize=None)
 def tile(rows: int):
-    """The intrinsic ``tile(a, w, out, i, p, add)`` for MR = ``rows``: out's rows i.. i+rows-1
-    (clamped to a's last row) and panel p's columns (those out has) of a @ b, from a (M, K) in any
-    strides (a transposed view reads each k's rows from one cache line) and w = b packed
-    (P, K, NR) (or a slice of its k); out rows contiguous. ``add``: out += instead of out =."""
+    """The intrinsic ``tile(a, w, out, i, p, add)`` for MR = ``rows``: out's rows i .. i+rows-1
+    (those a has) and panel p's columns (those out has) of a @ b, from a (M, K) in any strides (a
+    transposed view reads each k's rows from one cache line) and w = b packed (P, K, NR) (or a
+    slice of its k); out's rows contiguous. ``add``: out += instead of out =."""
 
     @intrinsic
     def _tile(typingctx, a, w, out, i, p, add):
