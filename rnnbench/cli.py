@@ -301,7 +301,10 @@ def run(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
     strategies = _choices("strategy", v.get("strategies", "full"), ["full", "checkpoint"])
     memory = v.get("memory", True)
     measured = ",".join(b for b in backends if b in ("cpu", "cuda")) or "cpu"
-    memory_backends = [b for b in _backends(v.get("memory_backends", measured)) if b != "torch"]
+    memory_backends = _backends(v.get("memory_backends", measured))
+    if "torch" in memory_backends:
+        raise click.UsageError("memory is measured with tracemalloc, which does not see torch's allocator: "
+                               "--memory-backends takes cpu, reference, cuda")
     repeats = _positive_ints("repeats", v.get("repeats", 10), 10_000)[0]
     warmup = v.get("warmup", 1)
     if not isinstance(warmup, int) or warmup < 0:

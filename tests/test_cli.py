@@ -120,6 +120,7 @@ def test_config_file(tmp_path):
     (["--dtypes", "float16"], "unknown dtype 'float16'"),
     (["--strategies", "streaming"], "unknown strategy 'streaming'"),
     (["--repeats", "0"], "repeats: 0 is out of range"),
+    (["--memory-backends", "torch"], "does not see torch's allocator"),
 ])
 def test_bad_flags_exit_2_naming_the_problem(args, message):
     r = invoke("run", *args)
