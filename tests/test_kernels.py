@@ -76,9 +76,21 @@ def test_panels_of_another_width_than_the_compiled_tiles_are_refused():
         _recurrent(a, np.zeros((1, 3, 7), np.float32), out, False)
 
 
-@pytest.mark.parametrize("rows", [1, 2, 37])
+def test_packing_both_ways_on_one_thread_and_on_all():
+    rb.set_num_threads(2)
+    for w in (np.arange(6.0 * 7).reshape(6, 7), np.arange(300.0 * 290).reshape(300, 290)):  # serial, parallel
+        for transpose, b in ((False, w), (True, w.T)):
+            packed = matmul.pack(w, transpose)
+            nr = packed.shape[2]
+            padded = np.zeros((b.shape[0], packed.shape[0] * nr))
+            padded[:, : b.shape[1]] = b
+            np.testing.assert_array_equal(packed, padded.reshape(b.shape[0], -1, nr).transpose(1, 0, 2))
+
+
+@pytest.mark.parametrize("rows", [1, 2, 37, 300])  # 300: on both threads
 @pytest.mark.parametrize("width", [9, 40])  # narrower than a panel: BLAS; wider: the tiles
 def test_whole_sequence_products(rows, width):
+    rb.set_num_threads(2)
     rng = np.random.default_rng(rows)
     x, w = rng.standard_normal((rows, width)), rng.standard_normal((width, width + 3))
     g = rng.standard_normal((rows, width + 3))

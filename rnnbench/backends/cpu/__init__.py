@@ -22,8 +22,8 @@ def dispatchers() -> list:
     """Every @njit kernel of the backend: their ``stats`` count compilations and cache loads."""
     cells = [getattr(mod, f"{prefix}_{pass_}") for mod, prefix in ((rnn, "rnn"), (lstm, "lstm"), (gru, "gru"))
              for pass_ in ("forward", "backward")]
-    return cells + [matmul._serial, matmul._parallel, matmul._pack_rows, matmul._pack_columns, matmul._gemm,
-                    matmul._gemm_tn_add]
+    return cells + [matmul._serial, matmul._parallel, *matmul.PACK_ROWS, *matmul.PACK_COLUMNS, *matmul.GEMM,
+                    *matmul.GEMM_TN_ADD]
 
 
 def _flat(a: np.ndarray) -> np.ndarray:

@@ -73,15 +73,20 @@ def _renamed(f, name):
     return g
 
 
-# One source, two compilations: prange runs as a plain range in the serial one.
-_serial = njit(cache=True)(_product)
-_parallel = njit(cache=True, parallel=True)(_renamed(_product, "_product_parallel"))
+def _compiled(f) -> tuple:
+    """(serial, parallel): one source, two compilations; prange runs as a plain range in the
+    serial one. A parallel launch costs microseconds on an idle machine and a scheduler quantum
+    (3 ms measured) when another process holds a core, so small work stays on one thread."""
+    return njit(cache=True)(f), njit(cache=True, parallel=True)(_renamed(f, f.__name__ + "_parallel"))
 
-PARALLEL_MIN = 1 << 16  # multiply-adds per step below which one thread wins (a parallel launch costs µs)
+
+_serial, _parallel = _compiled(_product)
+
+PARALLEL_MIN = 1 << 16  # multiply-adds (or elements moved) below which one thread wins
 
 
-def use_parallel(M: int, N: int, K: int) -> bool:
-    """Whether a step's (M, K) x (K, N) product runs on every thread."""
+def use_parallel(M: int, N: int, K: int = 1) -> bool:
+    """Whether an (M, K) x (K, N) product (or M x N elements' copy) runs on every thread."""
     return numba.get_num_threads() > 1 and M * N * K >= PARALLEL_MIN
 
 
@@ -93,11 +98,10 @@ def pack(w: np.ndarray, transpose: bool) -> np.ndarray:
     nr = panel_width(w.dtype.itemsize)
     out = np.empty((-(-N // nr), w.shape[1] if transpose else w.shape[0], nr), w.dtype)
     out[-1] = 0  # the padding (np.zeros would fault every page in again)
-    (_pack_rows if transpose else _pack_columns)(w, out)
+    (PACK_ROWS if transpose else PACK_COLUMNS)[use_parallel(*w.shape)](w, out)
     return out
 
 
-@njit(cache=True, parallel=True)
 def _pack_rows(w, out):
     """out[p, k, c] = w[p NR + c, k], in blocks of 16 k so that w is read along its rows (a strided
     copy of W_hh^T, numpy's, took 9.7 ms at LSTM 1024: a fifth of its forward)."""
@@ -110,7 +114,6 @@ def _pack_rows(w, out):
                     out[p, k, c] = row[k]
 
 
-@njit(cache=True, parallel=True)
 def _pack_columns(b, out):
     """out[p, k, c] = b[k, p NR + c]."""
     P, K, nr = out.shape
@@ -118,6 +121,9 @@ def _pack_columns(b, out):
         width = min(nr, b.shape[1] - p * nr)
         for k in range(K):
             out[p, k, :width] = b[k, p * nr : p * nr + width]
+
+
+PACK_ROWS, PACK_COLUMNS = _compiled(_pack_rows), _compiled(_pack_columns)
 
 
 @njit(inline="always")
@@ -129,12 +135,21 @@ def recurrent(a, w, out, parallel):
         _serial(a, w, out, False)
 
 
-@njit(cache=True, parallel=True)
 def _gemm(a, b, out, n):
     M = a.shape[0]
     for c in prange(n):
         lo, hi = c * M // n, (c + 1) * M // n
         np.dot(a[lo:hi], b, out[lo:hi])
+
+
+def _parts(rows: int, macs: int) -> int:
+    """The parts a BLAS product is split into along ``rows``: one a thread, or one for small work."""
+    return max(1, min(numba.get_num_threads(), rows)) if use_parallel(macs, 1) else 1
+
+
+def _tiles(M: int, N: int, K: int):
+    """The tile loop for an (M, K) x (K, N) product: on every thread, or one for small work."""
+    return _parallel if use_parallel(M, N, K) else _serial
 
 
 TILES_BYTES = 8 << 20  # largest a for the tiles in a whole-sequence product: each panel reads all of a
@@ -148,9 +163,10 @@ def gemm(a, b, out):
     """out = a @ b (a and out C-contiguous). Through the tiles where they fit and b is C-contiguous
     (its packing a copy of rows); else a's rows split over the threads, a BLAS call each."""
     if b.flags.c_contiguous and _tiles_fit(a, b):
-        _parallel(a, pack(b, transpose=False), out, False)
+        _tiles(a.shape[0], b.shape[1], a.shape[1])(a, pack(b, transpose=False), out, False)
     else:
-        _gemm(a, b, out, max(1, min(numba.get_num_threads(), a.shape[0])))
+        n = _parts(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1])
+        GEMM[n > 1](a, b, out, n)
 
 
 def gemm_tn_add(a, b, out):
@@ -159,12 +175,12 @@ def gemm_tn_add(a, b, out):
     else through BLAS, the shared first dimension split over the threads and the partial sums
     added (BLAS blocks for the caches; at GRU 1024 / 32 / 187, a of 73 MB, it ran at 1.6x the tiles)."""
     if _tiles_fit(a, b):
-        _parallel(a.T, pack(b, transpose=False), out, True)
+        _tiles(a.shape[1], b.shape[1], a.shape[0])(a.T, pack(b, transpose=False), out, True)
     else:
-        _gemm_tn_add(a, b, out, max(1, min(numba.get_num_threads(), a.shape[0])))
+        n = _parts(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1])
+        GEMM_TN_ADD[n > 1](a, b, out, n)
 
 
-@njit(cache=True, parallel=True)
 def _gemm_tn_add(a, b, out, n):
     M = a.shape[0]
     parts = np.empty((n,) + out.shape, out.dtype)
@@ -173,3 +189,6 @@ def _gemm_tn_add(a, b, out, n):
         np.dot(a[lo:hi].T, b[lo:hi], parts[c])
     for c in range(n):
         out += parts[c]
+
+
+GEMM, GEMM_TN_ADD = _compiled(_gemm), _compiled(_gemm_tn_add)
