@@ -55,6 +55,57 @@ def _elements(builder, array, itemsize, ndim=2):
     return [builder.sdiv(s, ir.Constant(s.type, itemsize)) for s in cgutils.unpack_tuple(builder, array.strides, ndim)]
 
 
+def _sums(context, builder, a_rows, a_k, panel, w_k, K, vec, n, rows):
+    """The k loop: per k, the panel's vectors loaded and each row's a[i, k] broadcast into its
+    multiply-adds. Returns the stack slots of the rows' vector sums."""
+    zero = ir.Constant(vec, [0.0] * n)
+    acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(PER_PANEL)] for _ in range(rows)]
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
+                                         f"llvm.fma.v{n}f{8 * context.get_abi_sizeof(vec.element)}")
+    undef = ir.Constant(vec, ir.Undefined)
+    splat = ir.Constant(ir.VectorType(ir.IntType(32), n), [0] * n)
+    with cgutils.for_range(builder, K) as loop:
+        k = loop.index
+        wk = builder.gep(panel, [builder.mul(k, w_k)])
+        wv = [builder.load(builder.bitcast(builder.gep(wk, [ir.Constant(K.type, v * n)]), vec.as_pointer()), align=1)
+              for v in range(PER_PANEL)]
+        ak = builder.mul(k, a_k)
+        for r in range(rows):
+            x = builder.load(builder.gep(a_rows[r], [ak]))
+            xb = builder.shuffle_vector(builder.insert_element(undef, x, ir.Constant(ir.IntType(32), 0)), undef, splat)
+            for v in range(PER_PANEL):
+                builder.store(builder.call(fma, [xb, wv[v], builder.load(acc[r][v])]), acc[r][v])
+    return acc
+
+
+def _write(builder, acc, out, starts, real, col, N, vec, n, add):
+    """Each real row's sums into out from starts[r] (its row's offset + col): as vectors where the
+    panel lies inside out, else through a buffer, as many columns as out has."""
+    nr = PER_PANEL * n
+    inside = builder.icmp_signed("<=", builder.add(col, ir.Constant(col.type, nr)), N)
+    spill = cgutils.alloca_once(builder, ir.ArrayType(vec.element, nr))
+    with builder.if_else(inside) as (whole, edge):
+        with whole:
+            for r, start in enumerate(starts):
+                with builder.if_then(real[r]):
+                    _store(builder, acc[r], out.data, start, vec, n, add)
+        with edge:
+            buf = builder.bitcast(spill, vec.element.as_pointer())
+            for r, start in enumerate(starts):
+                with builder.if_then(real[r]):
+                    _store(builder, acc[r], buf, ir.Constant(col.type, 0), vec, n, ir.Constant(ir.IntType(1), 0))
+                    row = builder.gep(out.data, [start])
+                    with cgutils.for_range(builder, builder.sub(N, col)) as loop:
+                        value = builder.load(builder.gep(buf, [loop.index]))
+                        old = builder.select(add, builder.load(builder.gep(row, [loop.index])),
+                                             ir.Constant(vec.element, 0.0))
+                        builder.store(builder.fadd(value, old), builder.gep(row, [loop.index]))
+
+
+def _int64(builder, value):
+    return builder.sext(value, ir.IntType(64)) if value.type.width < 64 else value
+
+
 @lru_cache(maxsize=None)
 def tile(rows: int):
     """The intrinsic ``tile(a, w, out, i, p, add)`` for MR = ``rows``: out's rows i .. i+rows-1
@@ -67,67 +118,27 @@ def tile(rows: int):
         sig = types.void(a, w, out, i, p, add)
 
         def codegen(context, builder, signature, args):
-            a_t, w_t, out_t = signature.args[:3]
-            aa = context.make_array(a_t)(context, builder, args[0])
-            ww = context.make_array(w_t)(context, builder, args[1])
-            oo = context.make_array(out_t)(context, builder, args[2])
-            i0 = builder.sext(args[3], ir.IntType(64)) if args[3].type.width < 64 else args[3]
-            p0 = builder.sext(args[4], ir.IntType(64)) if args[4].type.width < 64 else args[4]
-            add = args[5]
-            scalar = context.get_value_type(a_t.dtype)
+            aa, ww, oo = (context.make_array(t)(context, builder, v) for t, v in zip(signature.args[:3], args[:3]))
+            i0, p0 = _int64(builder, args[3]), _int64(builder, args[4])
+            scalar = context.get_value_type(signature.args[0].dtype)
             itemsize = context.get_abi_sizeof(scalar)
             n = lanes(itemsize)
             vec = ir.VectorType(scalar, n)
-            nr = PER_PANEL * n
             M, K = cgutils.unpack_tuple(builder, aa.shape, 2)
             a_row, a_k = _elements(builder, aa, itemsize)
+            w_panel, w_k = _elements(builder, ww, itemsize, 3)[:2]
             N = cgutils.unpack_tuple(builder, oo.shape, 2)[1]
             o_row = _elements(builder, oo, itemsize)[0]
-            last = builder.sub(M, ir.Constant(M.type, 1))
+            # rows past a's last: read from the last, never stored
             real = [builder.icmp_signed("<", builder.add(i0, ir.Constant(i0.type, r)), M) for r in range(rows)]
+            last = builder.sub(M, ir.Constant(M.type, 1))
             row = [builder.select(real[r], builder.add(i0, ir.Constant(i0.type, r)), last) for r in range(rows)]
             a_rows = [builder.gep(aa.data, [builder.mul(r, a_row)]) for r in row]
-            w_panel, w_k = _elements(builder, ww, itemsize, 3)[:2]
-            panel = builder.gep(ww.data, [builder.mul(p0, w_panel)])
-            zero = ir.Constant(vec, [0.0] * n)
-            acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(PER_PANEL)] for _ in range(rows)]
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
-                                                 f"llvm.fma.v{n}f{8 * itemsize}")
-            undef = ir.Constant(vec, ir.Undefined)
-            splat = ir.Constant(ir.VectorType(ir.IntType(32), n), [0] * n)
-            with cgutils.for_range(builder, K) as loop:
-                k = loop.index
-                wk = builder.gep(panel, [builder.mul(k, w_k)])
-                wv = [builder.load(builder.bitcast(builder.gep(wk, [ir.Constant(K.type, v * n)]), vec.as_pointer()),
-                                   align=1) for v in range(PER_PANEL)]
-                ak = builder.mul(k, a_k)
-                for r in range(rows):
-                    x = builder.load(builder.gep(a_rows[r], [ak]))
-                    xb = builder.shuffle_vector(builder.insert_element(undef, x, ir.Constant(ir.IntType(32), 0)),
-                                                undef, splat)
-                    for v in range(PER_PANEL):
-                        builder.store(builder.call(fma, [xb, wv[v], builder.load(acc[r][v])]), acc[r][v])
-            col = builder.mul(p0, ir.Constant(p0.type, nr))
-            inside = builder.icmp_signed("<=", builder.add(col, ir.Constant(col.type, nr)), N)
-            spill = cgutils.alloca_once(builder, ir.ArrayType(scalar, nr))
-            with builder.if_else(inside) as (whole, edge):
-                with whole:  # every column of the panel is out's: vector stores
-                    for r in range(rows):
-                        with builder.if_then(real[r]):
-                            _store(builder, acc[r], oo.data, builder.add(builder.mul(row[r], o_row), col), vec, n,
-                                   add)
-                with edge:  # the last panel sticks out past out's last column: through a buffer
-                    buf = builder.bitcast(spill, scalar.as_pointer())
-                    for r in range(rows):
-                        with builder.if_then(real[r]):
-                            no = ir.Constant(ir.IntType(1), 0)
-                            _store(builder, acc[r], buf, ir.Constant(col.type, 0), vec, n, no)
-                            start = builder.gep(oo.data, [builder.add(builder.mul(row[r], o_row), col)])
-                            with cgutils.for_range(builder, builder.sub(N, col)) as loop:
-                                value = builder.load(builder.gep(buf, [loop.index]))
-                                old = builder.select(add, builder.load(builder.gep(start, [loop.index])),
-                                                     ir.Constant(scalar, 0.0))
-                                builder.store(builder.fadd(value, old), builder.gep(start, [loop.index]))
+            acc = _sums(context, builder, a_rows, a_k, builder.gep(ww.data, [builder.mul(p0, w_panel)]), w_k, K,
+                        vec, n, rows)
+            col = builder.mul(p0, ir.Constant(p0.type, PER_PANEL * n))
+            _write(builder, acc, oo, [builder.add(builder.mul(r, o_row), col) for r in row], real, col, N, vec, n,
+                   args[5])
             return context.get_dummy_value()
 
         return sig, codegen
