@@ -283,6 +283,7 @@ def _merge(config_path, section, allowed, flags):
 @sweep_options("run")
 def run(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
     """Speed and memory sweep. With no flags: a quick default sweep (about a minute)."""
+    from rnnbench.analysis.memory import check_memory_backend
     from rnnbench.analysis.strategies import STRATEGIES
     from rnnbench.sweeps import Task
 
@@ -302,9 +303,11 @@ def run(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
     memory = v.get("memory", True)
     measured = ",".join(b for b in backends if b in ("cpu", "cuda")) or "cpu"
     memory_backends = _backends(v.get("memory_backends", measured))
-    if "torch" in memory_backends:
-        raise click.UsageError("memory is measured with tracemalloc, which does not see torch's allocator: "
-                               "--memory-backends takes cpu, reference, cuda")
+    for b in memory_backends:
+        try:
+            check_memory_backend(b)
+        except ValueError as e:
+            raise click.UsageError(f"--memory-backends: {e}") from None
     repeats = _positive_ints("repeats", v.get("repeats", 10), 10_000)[0]
     warmup = v.get("warmup", 1)
     if not isinstance(warmup, int) or warmup < 0:

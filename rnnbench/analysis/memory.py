@@ -108,11 +108,17 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
     return int(((kept + max(out * T, segment + carried * T)) * B + params) * item)
 
 
+def check_memory_backend(backend: str) -> None:
+    """Refuse the one backend whose memory cannot be measured here."""
+    if backend == "torch":
+        raise ValueError("memory is measured with tracemalloc, which does not see torch's allocator; "
+                         "measure cpu, reference or cuda")
+
+
 def measure_memory(config: Config, backend: str = "cpu", strategy: str = "full", chunk=None,
                    truncation=None, seed: int = 0) -> list[dict]:
     """``peak_bytes`` (measured) and ``model_bytes`` rows for one training step."""
-    if backend == "torch":
-        raise ValueError("memory is measured with tracemalloc, which does not see torch's allocator")
+    check_memory_backend(backend)
     runner = Runner(config, backend, seed)
     step = training_step(runner, strategy, truncation, chunk)
     step()  # compile (or load) the kernels outside the measurement

@@ -7,7 +7,8 @@
               input side [da_r, da_z, da_n];  recurrent side [da_r, da_z, da_n r]
               carry = W_hh^T (recurrent side) + dh z
 
-W_hh^T (forward) and W_hh (backward) come packed for ``matmul.recurrent``. The tape keeps r, z, n and hn per step, one array each (``planes.py``; hn is needed for da_r).
+W_hh^T (forward) and W_hh (backward) come packed for ``matmul.recurrent``. The tape keeps r, z, n
+and hn per step, one array each (``planes.py``; hn is needed for da_r).
 """
 import numpy as np
 from numba import njit
@@ -91,6 +92,6 @@ def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     n, B, H = dy.shape
     dax = np.empty((n, B, 3 * H), dy.dtype)
     dah = np.empty_like(dax)
-    dh0 = gru_backward(pack(w.w_hh, transpose=False), *(tape.steps[k] for k in GATES), tape.h, tape.h0, dy, dh_n, reverse,
-                       dax, dah, hidden, use_parallel(B, H, 3 * H))
+    dh0 = gru_backward(pack(w.w_hh, transpose=False), *(tape.steps[k] for k in GATES), tape.h, tape.h0, dy, dh_n,
+                       reverse, dax, dah, hidden, use_parallel(B, H, 3 * H))
     return dax, dah, dh0, None

@@ -97,8 +97,8 @@ def forward(cell, xp, w, h0, c0, reverse, store):
     h = np.empty((n, B, G // 4), h0.dtype)
     c = np.empty((kept, B, G // 4), h0.dtype)
     gates = {k: np.empty((kept, B, G // 4), h0.dtype) for k in GATES}
-    lstm_forward(xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, c0, reverse, h, c, *gates.values(),
-                 use_parallel(B, G, G // 4))
+    lstm_forward(xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, c0, reverse, h, c,
+                 *gates.values(), use_parallel(B, G, G // 4))
     steps = {"h": h, "c": c, **gates} if store else {"h": h}
     return steps, h[0 if reverse else -1], c[0 if reverse or not store else -1]
 
@@ -106,6 +106,6 @@ def forward(cell, xp, w, h0, c0, reverse, store):
 def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     n, B, H = dy.shape
     da = np.empty((n, B, 4 * H), dy.dtype)
-    dh0, dc0 = lstm_backward(pack(w.w_hh, transpose=False), *(tape.steps[k] for k in GATES), tape.steps["c"], tape.c0, dy,
-                             dh_n, dc_n, reverse, da, hidden, cell_grad, use_parallel(B, H, 4 * H))
+    dh0, dc0 = lstm_backward(pack(w.w_hh, transpose=False), *(tape.steps[k] for k in GATES), tape.steps["c"],
+                             tape.c0, dy, dh_n, dc_n, reverse, da, hidden, cell_grad, use_parallel(B, H, 4 * H))
     return da, da, dh0, dc0

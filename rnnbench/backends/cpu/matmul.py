@@ -27,9 +27,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from rnnbench.backends.cpu.microkernel import MAX_ROWS, PER_PANEL, VECTOR_BYTES, panel_width, tile
+from rnnbench.backends.cpu.microkernel import MAX_ROWS as MR
+from rnnbench.backends.cpu.microkernel import PER_PANEL, VECTOR_BYTES, panel_width, tile
 
-MR = MAX_ROWS
 TILE_MR, TILE4, TILE2, TILE1 = tile(MR), tile(4), tile(2), tile(1)
 
 

@@ -50,14 +50,14 @@ def rnn_backward(w_hh, h, dy, dh_n, reverse, relu, da, hidden, parallel):
 def forward(cell, xp, w, h0, c0, reverse, store):
     n, B, H = xp.shape
     h = np.empty((n, B, H), h0.dtype)
-    rnn_forward(xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, reverse, cell.nonlinearity == "relu", h,
-                use_parallel(B, H, H))
+    rnn_forward(xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, reverse,
+                cell.nonlinearity == "relu", h, use_parallel(B, H, H))
     return {"h": h}, h[0 if reverse else -1], None
 
 
 def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     da = np.empty_like(dy)
     _, B, H = dy.shape
-    dh0 = rnn_backward(pack(w.w_hh, transpose=False), tape.h, dy, dh_n, reverse, cell.nonlinearity == "relu", da, hidden,
-                       use_parallel(B, H, H))
+    dh0 = rnn_backward(pack(w.w_hh, transpose=False), tape.h, dy, dh_n, reverse, cell.nonlinearity == "relu", da,
+                       hidden, use_parallel(B, H, H))
     return da, da, dh0, None
