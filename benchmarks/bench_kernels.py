@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from rnnbench.analysis import timing  # not its names: asv would take time_interleaved for a benchmark
-from rnnbench.backends.cpu import matmul
+from rnnbench.backends.cpu import matmul, threads
 
 from .common import pin_threads
 
@@ -28,7 +28,7 @@ SHAPES = {"lstm128-b16-fwd": (16, 128, 512), "lstm128-b16-bwd": (16, 512, 128),
 @njit
 def _steps(a, packed, out, parallel, n):
     for _ in range(n):
-        matmul.recurrent(a, packed, out, parallel)
+        matmul.recurrent(a, packed, out, 0, a.shape[0], parallel)
 
 
 def _numpy_steps(a, b, out, n):
@@ -41,7 +41,7 @@ def _rates(shape, dtype) -> dict:
     M, K, N = SHAPES[shape]
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
-    packed, parallel = matmul.pack(b, transpose=False), matmul.use_parallel(M, N, K)
+    packed, parallel = matmul.pack(b, transpose=False), threads.use_parallel(M, N, K)
     ours, theirs = np.empty((M, N), dtype), np.empty((M, N), dtype)
     _steps(a, packed, ours, parallel, 1)
     np.testing.assert_allclose(ours, a @ b, rtol=1e-4, atol=1e-4 * np.abs(a @ b).max())

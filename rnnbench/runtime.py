@@ -87,16 +87,17 @@ def warmup(backend: str = "cpu", cells=("rnn_tanh", "rnn_relu", "lstm", "gru"),
     Returns the seconds each (cell, dtype) took: the first-call overhead that timings of the
     kernels themselves must exclude.
     """
+    from rnnbench.backends import get_backend
     from rnnbench.layers import RecurrentLayer
 
     seconds = {}
     for cell in cells:
         for dtype in dtypes:
-            m = RecurrentLayer(cell, 2, 2, bidirectional=True, backend=backend, dtype=dtype, seed=0)
-            x = np.zeros((2, 1, 2), dtype)
             start = time.perf_counter()
-            out, _ = m(x)
-            m.backward(np.ones_like(out))
+            for batch, hidden in get_backend(backend).WARMUP_SHAPES:
+                m = RecurrentLayer(cell, 2, hidden, bidirectional=True, backend=backend, dtype=dtype, seed=0)
+                out, _ = m(np.zeros((2, batch, 2), dtype))
+                m.backward(np.ones_like(out))
             seconds[(cell, dtype)] = time.perf_counter() - start
     return seconds
 

@@ -48,7 +48,7 @@ def test_float64_activations_are_accurate_to_a_few_ulp():
 
 @njit
 def _recurrent(a, b, out, parallel):
-    matmul.recurrent(a, b, out, parallel)
+    matmul.recurrent(a, b, out, 0, a.shape[0], parallel)
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-6), (np.float64, 1e-14)])

@@ -4,6 +4,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from conftest import BACKENDS, CELLS, make, random_inputs
+from rnnbench.backends.cpu.threads import batch_split
+from rnnbench.runtime import pinned_threads
 from torch_oracle import module_grads
 
 
@@ -94,6 +96,24 @@ def test_property_random_shapes_and_options(data):
     x, hx, go, gh = random_inputs(m, T, B, rng, with_state=draw(st.booleans(), label="hx"),
                                   unbatched=draw(st.booleans(), label="unbatched"))
     assert_matches_torch(m, x, hx, go, gh, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype, rtol, atol", [("float64", 1e-9, 1e-11), ("float32", 2e-4, 2e-5)])
+def test_batch_split_over_threads(cell, dtype, rtol, atol, rng):
+    """A batch of 21 on two threads: two parts of it (16 and 5 rows with AVX-512's 8-row tile),
+    each running every step of its rows, forward and backward, both directions and layers."""
+    m = make(cell, 5, 64, num_layers=2, bidirectional=True, backend="cpu", dtype=dtype, seed=4)
+    x, hx, go, gh = random_inputs(m, T=7, B=21, rng=rng)
+    with pinned_threads(2):
+        for N, K in ((64, 64), (64, 256), (256, 64), (192, 64), (64, 192)):  # each cell's products
+            assert batch_split(21, N, K)[0] < 21
+        g = assert_matches_torch(m, x, hx, go, gh, rtol=rtol, atol=atol)
+    with pinned_threads(1):  # one part: the same row tiles, so the same sums
+        g1 = assert_matches_torch(m, x, hx, go, gh, rtol=rtol, atol=atol)
+    tol = 1e-12 if dtype == "float64" else 1e-5  # weight gradients: sums split over the threads
+    for k in g:
+        np.testing.assert_allclose(g[k], g1[k], rtol=tol, atol=tol * np.abs(g1[k]).max(), err_msg=k)
 
 
 def test_backends_agree_float64(rng):

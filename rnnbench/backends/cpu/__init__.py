@@ -13,6 +13,7 @@ import numpy as np
 from rnnbench.backends.base import BackwardResult, HostArrays, LayerWeights, Tape, previous_rows
 from rnnbench.backends.cpu import gru, lstm, matmul, rnn
 from rnnbench.backends.cpu.matmul import gemm, gemm_tn_add
+from rnnbench.backends.cpu.microkernel import MAX_ROWS
 from rnnbench.runtime import keep_freed_memory, single_threaded_numba_blas
 
 KERNELS = {"rnn_tanh": rnn, "rnn_relu": rnn, "lstm": lstm, "gru": gru}
@@ -20,8 +21,8 @@ KERNELS = {"rnn_tanh": rnn, "rnn_relu": rnn, "lstm": lstm, "gru": gru}
 
 def dispatchers() -> list:
     """Every @njit kernel of the backend: their ``stats`` count compilations and cache loads."""
-    cells = [getattr(mod, f"{prefix}_{pass_}") for mod, prefix in ((rnn, "rnn"), (lstm, "lstm"), (gru, "gru"))
-             for pass_ in ("forward", "backward")]
+    cells = [kernel for mod, prefix in ((rnn, "rnn"), (lstm, "lstm"), (gru, "gru"))
+             for pass_ in ("forward", "backward") for kernel in getattr(mod, f"{prefix}_{pass_}")]
     return cells + [matmul._serial, matmul._parallel, *matmul.PACK_ROWS, *matmul.PACK_COLUMNS, *matmul.GEMM,
                     *matmul.GEMM_TN_ADD]
 
@@ -44,6 +45,8 @@ class CpuBackend:
     BACKWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 6}
     RECURRENT_COPIES = 1  # W_hh (or W_hh^T) packed for the step's product (matmul.pack)
     PACKED_WINDOW_BYTES = matmul.TILES_BYTES  # gate gradients up to this size: the window is packed
+    # one part of the batch; and parts on every thread (threads.batch_split), given two or more
+    WARMUP_SHAPES = ((1, 2), (2 * MAX_ROWS + 1, 64))
 
     def forward(self, cell, w, x, h0, c0, reverse, store) -> Tape:
         n, B, _ = x.shape

@@ -8,45 +8,47 @@
               carry = W_hh^T (recurrent side) + dh z
 
 W_hh^T (forward) and W_hh (backward) come packed for ``matmul.recurrent``. The tape keeps r, z, n
-and hn per step, one array each (``planes.py``; hn is needed for da_r).
+and hn per step, one array each (``planes.py``; hn is needed for da_r). Each part of the batch
+runs on a thread of its own (``threads.batch_split``): rows lo .. hi-1.
 """
 import numpy as np
-from numba import njit
+from numba import prange
 
 from rnnbench.backends.base import forward_bias
 from rnnbench.backends.cpu.activations import sigmoid, tanh
-from rnnbench.backends.cpu.matmul import pack, recurrent, use_parallel
+from rnnbench.backends.cpu.matmul import pack, recurrent
 from rnnbench.backends.cpu.planes import put_block
+from rnnbench.backends.cpu.threads import batch_split, compiled, part_rows, parts
 
 GATES = ("reset", "update", "new", "hn")  # the tape's keys: CellSpec.gate_names, and hn
 
 
-@njit(cache=True, error_model="numpy")
-def gru_forward(xp, w_hh_t, bias, h0, reverse, h, gr, gz, gn, ghn, parallel):
+def _gru_forward(xp, w_hh_t, bias, h0, reverse, h, gr, gz, gn, ghn, chunk, parallel):
     n, B, G = xp.shape
     H = G // 3
     one = h0.dtype.type(1)
     hp = np.empty((B, G), h0.dtype)
     h_run = h0.copy()  # h_{t-1}, apart from the tape h (planes.py)
-    for s in range(n):
-        t = n - 1 - s if reverse else s
-        recurrent(h_run, w_hh_t, hp, parallel)
-        k = t % gr.shape[0]
-        r_t, z_t, n_t, hn_t, x_t, h_t = gr[k], gz[k], gn[k], ghn[k], xp[t], h[t]
-        for b in range(B):
-            for j in range(H):
-                r = sigmoid(x_t[b, j] + hp[b, j] + bias[j])
-                z = sigmoid(x_t[b, H + j] + hp[b, H + j] + bias[H + j])
-                hn = hp[b, 2 * H + j] + bias[3 * H + j]
-                cand = tanh(x_t[b, 2 * H + j] + bias[2 * H + j] + r * hn)
-                h_new = (one - z) * cand + z * h_run[b, j]
-                h_run[b, j] = h_new
-                h_t[b, j] = h_new
-                r_t[b, j], z_t[b, j], n_t[b, j], hn_t[b, j] = r, z, cand, hn
+    for part in prange(parts(B, chunk)):
+        lo, hi = part_rows(part, chunk, B)
+        for s in range(n):
+            t = n - 1 - s if reverse else s
+            recurrent(h_run, w_hh_t, hp, lo, hi, parallel)
+            k = t % gr.shape[0]
+            r_t, z_t, n_t, hn_t, x_t, h_t = gr[k], gz[k], gn[k], ghn[k], xp[t], h[t]
+            for b in range(lo, hi):
+                for j in range(H):
+                    r = sigmoid(x_t[b, j] + hp[b, j] + bias[j])
+                    z = sigmoid(x_t[b, H + j] + hp[b, H + j] + bias[H + j])
+                    hn = hp[b, 2 * H + j] + bias[3 * H + j]
+                    cand = tanh(x_t[b, 2 * H + j] + bias[2 * H + j] + r * hn)
+                    h_new = (one - z) * cand + z * h_run[b, j]
+                    h_run[b, j] = h_new
+                    h_t[b, j] = h_new
+                    r_t[b, j], z_t[b, j], n_t[b, j], hn_t[b, j] = r, z, cand, hn
 
 
-@njit(cache=True, error_model="numpy")
-def gru_backward(w_hh, gr, gz, gn, ghn, h, h0, dy, dh_n, reverse, dax, dah, hidden, parallel):
+def _gru_backward(w_hh, gr, gz, gn, ghn, h, h0, dy, dh_n, reverse, dax, dah, hidden, chunk, parallel):
     n, B, H = gr.shape
     one = h0.dtype.type(1)
     dh = dh_n.copy()
@@ -54,36 +56,46 @@ def gru_backward(w_hh, gr, gz, gn, ghn, h, h0, dy, dh_n, reverse, dax, dah, hidd
     d_r, d_z, d_n, d_nr = np.empty_like(h0), np.empty_like(h0), np.empty_like(h0), np.empty_like(h0)
     direct = np.empty_like(h0)
     kept = hidden.shape[0]  # n, or 1: a scratch step the caller does not keep (no branch in the loop)
-    for s in range(n):
-        t = s if reverse else n - 1 - s
-        prev = t + 1 if reverse else t - 1
-        h_prev = h[prev] if 0 <= prev < n else h0
-        r_t, z_t, n_t, hn_t, dy_t, hid_t = gr[t], gz[t], gn[t], ghn[t], dy[t], hidden[t % kept]
-        for b in range(B):
-            for j in range(H):
-                r, z, cand, hn = r_t[b, j], z_t[b, j], n_t[b, j], hn_t[b, j]
-                d_h = dy_t[b, j] + dh[b, j]
-                hid_t[b, j] += d_h
-                dn = d_h * (one - z) * (one - cand * cand)
-                d_n[b, j] = dn
-                d_nr[b, j] = dn * r
-                d_z[b, j] = d_h * (h_prev[b, j] - cand) * z * (one - z)
-                d_r[b, j] = dn * hn * r * (one - r)
-                direct[b, j] = d_h * z
-        for k, (x_side, h_side) in enumerate(((d_r, d_r), (d_z, d_z), (d_n, d_nr))):
-            put_block(dax[t], k, x_side)
-            put_block(dah[t], k, h_side)
-        recurrent(dah[t], w_hh, dh, parallel)
-        dh += direct
+    for part in prange(parts(B, chunk)):
+        lo, hi = part_rows(part, chunk, B)
+        for s in range(n):
+            t = s if reverse else n - 1 - s
+            prev = t + 1 if reverse else t - 1
+            h_prev = h[prev] if 0 <= prev < n else h0
+            r_t, z_t, n_t, hn_t, dy_t, hid_t = gr[t], gz[t], gn[t], ghn[t], dy[t], hidden[t % kept]
+            for b in range(lo, hi):
+                for j in range(H):
+                    r, z, cand, hn = r_t[b, j], z_t[b, j], n_t[b, j], hn_t[b, j]
+                    d_h = dy_t[b, j] + dh[b, j]
+                    hid_t[b, j] += d_h
+                    dn = d_h * (one - z) * (one - cand * cand)
+                    d_n[b, j] = dn
+                    d_nr[b, j] = dn * r
+                    d_z[b, j] = d_h * (h_prev[b, j] - cand) * z * (one - z)
+                    d_r[b, j] = dn * hn * r * (one - r)
+                    direct[b, j] = d_h * z
+            for k, (x_side, h_side) in enumerate(((d_r, d_r), (d_z, d_z), (d_n, d_nr))):
+                put_block(dax[t], k, x_side, lo, hi)
+                put_block(dah[t], k, h_side, lo, hi)
+            recurrent(dah[t], w_hh, dh, lo, hi, parallel)
+            for b in range(lo, hi):
+                for j in range(H):
+                    dh[b, j] += direct[b, j]
     return dh
+
+
+# (one thread, every thread): batch_split's parts, each running the whole sequence of its rows
+gru_forward = compiled(_gru_forward, error_model="numpy")
+gru_backward = compiled(_gru_backward, error_model="numpy")
 
 
 def forward(cell, xp, w, h0, c0, reverse, store):
     n, B, G = xp.shape
     h = np.empty((n, B, G // 3), h0.dtype)
     gates = {k: np.empty((n if store else 1, B, G // 3), h0.dtype) for k in GATES}
-    gru_forward(xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, reverse, h, *gates.values(),
-                use_parallel(B, G, G // 3))
+    chunk, parallel = batch_split(B, G, G // 3)
+    gru_forward[chunk < B](xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, reverse, h,
+                           *gates.values(), chunk, parallel)
     steps = {"h": h, **gates} if store else {"h": h}
     return steps, h[0 if reverse else -1], None
 
@@ -92,6 +104,7 @@ def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     n, B, H = dy.shape
     dax = np.empty((n, B, 3 * H), dy.dtype)
     dah = np.empty_like(dax)
-    dh0 = gru_backward(pack(w.w_hh, transpose=False), *(tape.steps[k] for k in GATES), tape.h, tape.h0, dy, dh_n,
-                       reverse, dax, dah, hidden, use_parallel(B, H, 3 * H))
+    chunk, parallel = batch_split(B, H, 3 * H)
+    dh0 = gru_backward[chunk < B](pack(w.w_hh, transpose=False), *(tape.steps[k] for k in GATES), tape.h, tape.h0,
+                                  dy, dh_n, reverse, dax, dah, hidden, chunk, parallel)
     return dax, dah, dh0, None

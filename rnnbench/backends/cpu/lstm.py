@@ -8,87 +8,96 @@
 
 xp_t = W_ih x_t comes from the caller, W_hh^T (forward) and W_hh (backward) packed for
 ``matmul.recurrent``. The tape keeps the activated gates, one array each
-(``planes.py``), and c_t; without ``store`` they are one-step rolling buffers.
+(``planes.py``), and c_t; without ``store`` they are one-step rolling buffers. Each part of the
+batch runs on a thread of its own (``threads.batch_split``): rows lo .. hi-1.
 """
 import numpy as np
-from numba import njit
+from numba import prange
 
 from rnnbench.backends.base import forward_bias
 from rnnbench.backends.cpu.activations import sigmoid, tanh
-from rnnbench.backends.cpu.matmul import pack, recurrent, use_parallel
+from rnnbench.backends.cpu.matmul import pack, recurrent
+from rnnbench.backends.cpu.threads import batch_split, compiled, part_rows, parts
 
 GATES = ("input", "forget", "cell", "output")  # the tape's keys: CellSpec.gate_names
 
 
-@njit(cache=True, error_model="numpy")
-def lstm_forward(xp, w_hh_t, bias, h0, c0, reverse, h, c, gi, gf, gg, go, parallel):
+def _lstm_forward(xp, w_hh_t, bias, h0, c0, reverse, h, c, gi, gf, gg, go, chunk, parallel):
     n, B, G = xp.shape
     H = G // 4
     hp = np.empty((B, G), h0.dtype)
     c_run = c0.copy()
-    h_prev = h0
-    for s in range(n):
-        t = n - 1 - s if reverse else s
-        recurrent(h_prev, w_hh_t, hp, parallel)
-        k = t % gi.shape[0]
-        i_t, f_t, g_t, o_t, c_t, x_t, h_t = gi[k], gf[k], gg[k], go[k], c[t % c.shape[0]], xp[t], h[t]
-        for b in range(B):
-            for j in range(H):
-                i = sigmoid(x_t[b, j] + hp[b, j] + bias[j])
-                f = sigmoid(x_t[b, H + j] + hp[b, H + j] + bias[H + j])
-                g = tanh(x_t[b, 2 * H + j] + hp[b, 2 * H + j] + bias[2 * H + j])
-                o = sigmoid(x_t[b, 3 * H + j] + hp[b, 3 * H + j] + bias[3 * H + j])
-                c_new = f * c_run[b, j] + i * g
-                c_run[b, j] = c_new
-                c_t[b, j] = c_new
-                h_t[b, j] = o * tanh(c_new)
-                i_t[b, j], f_t[b, j], g_t[b, j], o_t[b, j] = i, f, g, o
-        h_prev = h_t
+    for part in prange(parts(B, chunk)):
+        lo, hi = part_rows(part, chunk, B)
+        h_prev = h0
+        for s in range(n):
+            t = n - 1 - s if reverse else s
+            recurrent(h_prev, w_hh_t, hp, lo, hi, parallel)
+            k = t % gi.shape[0]
+            i_t, f_t, g_t, o_t, c_t, x_t, h_t = gi[k], gf[k], gg[k], go[k], c[t % c.shape[0]], xp[t], h[t]
+            for b in range(lo, hi):
+                for j in range(H):
+                    i = sigmoid(x_t[b, j] + hp[b, j] + bias[j])
+                    f = sigmoid(x_t[b, H + j] + hp[b, H + j] + bias[H + j])
+                    g = tanh(x_t[b, 2 * H + j] + hp[b, 2 * H + j] + bias[2 * H + j])
+                    o = sigmoid(x_t[b, 3 * H + j] + hp[b, 3 * H + j] + bias[3 * H + j])
+                    c_new = f * c_run[b, j] + i * g
+                    c_run[b, j] = c_new
+                    c_t[b, j] = c_new
+                    h_t[b, j] = o * tanh(c_new)
+                    i_t[b, j], f_t[b, j], g_t[b, j], o_t[b, j] = i, f, g, o
+            h_prev = h_t
 
 
-@njit(cache=True, error_model="numpy")
-def lstm_backward(w_hh, gi, gf, gg, go, c, c0, dy, dh_n, dc_n, reverse, da, hidden, cell, parallel):
+def _lstm_backward(w_hh, gi, gf, gg, go, c, c0, dy, dh_n, dc_n, reverse, da, hidden, cell, chunk, parallel):
     n, B, H = gi.shape
     one = c0.dtype.type(1)
     dh, dc = dh_n.copy(), dc_n.copy()
     d_c, d_ho = np.empty_like(c0), np.empty_like(c0)  # dc at this step; dh tanh(c_t)
     kept = hidden.shape[0]  # n, or 1: a scratch step the caller does not keep (no branch in the loop)
-    for s in range(n):
-        t = s if reverse else n - 1 - s
-        prev = t + 1 if reverse else t - 1
-        c_prev = c[prev] if 0 <= prev < n else c0
-        i_t, f_t, g_t, o_t, c_t, dy_t = gi[t], gf[t], gg[t], go[t], c[t], dy[t]
-        hid_t, cell_t, da_t = hidden[t % kept], cell[t % kept], da[t]
-        for b in range(B):
-            for j in range(H):
-                d_h = dy_t[b, j] + dh[b, j]
-                tc = tanh(c_t[b, j])
-                o = o_t[b, j]
-                dcv = dc[b, j] + d_h * o * (one - tc * tc)
-                hid_t[b, j] += d_h
-                cell_t[b, j] += dcv
-                d_c[b, j] = dcv
-                d_ho[b, j] = d_h * tc
-                dc[b, j] = dcv * f_t[b, j]
-        # one loop per gate block of da_t: a loop storing into one array at one offset vectorises
-        for b in range(B):
-            for j in range(H):
-                i = i_t[b, j]
-                da_t[b, j] = d_c[b, j] * g_t[b, j] * i * (one - i)
-        for b in range(B):
-            for j in range(H):
-                f = f_t[b, j]
-                da_t[b, H + j] = d_c[b, j] * c_prev[b, j] * f * (one - f)
-        for b in range(B):
-            for j in range(H):
-                g = g_t[b, j]
-                da_t[b, 2 * H + j] = d_c[b, j] * i_t[b, j] * (one - g * g)
-        for b in range(B):
-            for j in range(H):
-                o = o_t[b, j]
-                da_t[b, 3 * H + j] = d_ho[b, j] * o * (one - o)
-        recurrent(da_t, w_hh, dh, parallel)
+    for part in prange(parts(B, chunk)):
+        lo, hi = part_rows(part, chunk, B)
+        for s in range(n):
+            t = s if reverse else n - 1 - s
+            prev = t + 1 if reverse else t - 1
+            c_prev = c[prev] if 0 <= prev < n else c0
+            i_t, f_t, g_t, o_t, c_t, dy_t = gi[t], gf[t], gg[t], go[t], c[t], dy[t]
+            hid_t, cell_t, da_t = hidden[t % kept], cell[t % kept], da[t]
+            for b in range(lo, hi):
+                for j in range(H):
+                    d_h = dy_t[b, j] + dh[b, j]
+                    tc = tanh(c_t[b, j])
+                    o = o_t[b, j]
+                    dcv = dc[b, j] + d_h * o * (one - tc * tc)
+                    hid_t[b, j] += d_h
+                    cell_t[b, j] += dcv
+                    d_c[b, j] = dcv
+                    d_ho[b, j] = d_h * tc
+                    dc[b, j] = dcv * f_t[b, j]
+            # one loop per gate block of da_t: a loop storing into one array at one offset vectorises
+            for b in range(lo, hi):
+                for j in range(H):
+                    i = i_t[b, j]
+                    da_t[b, j] = d_c[b, j] * g_t[b, j] * i * (one - i)
+            for b in range(lo, hi):
+                for j in range(H):
+                    f = f_t[b, j]
+                    da_t[b, H + j] = d_c[b, j] * c_prev[b, j] * f * (one - f)
+            for b in range(lo, hi):
+                for j in range(H):
+                    g = g_t[b, j]
+                    da_t[b, 2 * H + j] = d_c[b, j] * i_t[b, j] * (one - g * g)
+            for b in range(lo, hi):
+                for j in range(H):
+                    o = o_t[b, j]
+                    da_t[b, 3 * H + j] = d_ho[b, j] * o * (one - o)
+            recurrent(da_t, w_hh, dh, lo, hi, parallel)
     return dh, dc
+
+
+# (one thread, every thread): batch_split's parts, each running the whole sequence of its rows
+lstm_forward = compiled(_lstm_forward, error_model="numpy")
+lstm_backward = compiled(_lstm_backward, error_model="numpy")
 
 
 def forward(cell, xp, w, h0, c0, reverse, store):
@@ -97,8 +106,9 @@ def forward(cell, xp, w, h0, c0, reverse, store):
     h = np.empty((n, B, G // 4), h0.dtype)
     c = np.empty((kept, B, G // 4), h0.dtype)
     gates = {k: np.empty((kept, B, G // 4), h0.dtype) for k in GATES}
-    lstm_forward(xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, c0, reverse, h, c,
-                 *gates.values(), use_parallel(B, G, G // 4))
+    chunk, parallel = batch_split(B, G, G // 4)
+    lstm_forward[chunk < B](xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, c0, reverse, h, c,
+                            *gates.values(), chunk, parallel)
     steps = {"h": h, "c": c, **gates} if store else {"h": h}
     return steps, h[0 if reverse else -1], c[0 if reverse or not store else -1]
 
@@ -106,6 +116,8 @@ def forward(cell, xp, w, h0, c0, reverse, store):
 def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     n, B, H = dy.shape
     da = np.empty((n, B, 4 * H), dy.dtype)
-    dh0, dc0 = lstm_backward(pack(w.w_hh, transpose=False), *(tape.steps[k] for k in GATES), tape.steps["c"],
-                             tape.c0, dy, dh_n, dc_n, reverse, da, hidden, cell_grad, use_parallel(B, H, 4 * H))
+    chunk, parallel = batch_split(B, H, 4 * H)
+    dh0, dc0 = lstm_backward[chunk < B](pack(w.w_hh, transpose=False), *(tape.steps[k] for k in GATES),
+                                        tape.steps["c"], tape.c0, dy, dh_n, dc_n, reverse, da, hidden, cell_grad,
+                                        chunk, parallel)
     return da, da, dh0, dc0

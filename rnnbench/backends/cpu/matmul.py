@@ -1,11 +1,12 @@
-"""The cpu backend's matrix products, every one on Numba's thread pool.
+"""The cpu backend's matrix products, on Numba's thread pool.
 
 Two thread pools on two cores fight: OpenBLAS's workers keep spinning after a call while Numba's
 run, and a step's product took 2-3x as long measured beside a multi-threaded BLAS call as alone.
 So the BLAS Numba calls (scipy's) runs single-threaded (``runtime``), and every product here splits
 its work over Numba's threads itself:
 
-- ``recurrent(a, w, out, parallel)``: out = a @ b, the recurrent product of one step, with b
+- ``recurrent(a, w, out, lo, hi, parallel)``: out = a @ b on rows lo .. hi-1, the recurrent
+  product of one step (of one part of the batch: ``threads.batch_split``), with b
   packed once per pass into panels of NR columns (``pack``) and each (MR x NR) tile of out made
   by ``microkernel.tile`` (sums in vector registers, no horizontal sums). Small steps (B x G x H)
   are cheaper through BLAS than any tile loop could be made, but a call into BLAS costs more than
@@ -21,14 +22,13 @@ its work over Numba's threads itself:
   added) it ran at 110 GFLOP/s at LSTM 1024 / 16 / 25 against the tiles' 188 (float32); BLAS stays
   for inputs narrower than a panel and gradients of more than 8 MiB.
 """
-import types
-
 import numba
 import numpy as np
 from numba import njit, prange
 
 from rnnbench.backends.cpu.microkernel import MAX_ROWS as MR
 from rnnbench.backends.cpu.microkernel import PER_PANEL, VECTOR_BYTES, panel_width, tile
+from rnnbench.backends.cpu.threads import compiled, use_parallel
 
 TILE_MR, TILE4, TILE2, TILE1 = tile(MR), tile(4), tile(2), tile(1)
 
@@ -37,14 +37,16 @@ ROW_BLOCK = 64  # rows of out a work item holds: the recurrent product's batch i
 K_BLOCK = 256  # k a tile runs through at once: a panel's slice of w (32 KiB) stays in L1
 
 
-def _product(a, w, out, add):
+def _product(a, w, out, add, lo, hi):
+    """Rows lo .. hi-1 of out (+)= a @ b, for lo a multiple of MR and hi one or a's last row: a
+    tile's rows past hi but in a would be stored."""
     if w.shape[2] * w.itemsize != PER_PANEL * VECTOR_BYTES:  # a cache compiled for another vector width
         raise ValueError("packed panels of another width than the compiled tiles: clear Numba's cache")
-    M, K = a.shape
-    blocks = (M + ROW_BLOCK - 1) // ROW_BLOCK
+    K = a.shape[1]
+    blocks = (hi - lo + ROW_BLOCK - 1) // ROW_BLOCK
     for item in prange(w.shape[0] * blocks):
-        p, start = item // blocks, item % blocks * ROW_BLOCK
-        end = min(start + ROW_BLOCK, M)
+        p, start = item // blocks, lo + item % blocks * ROW_BLOCK
+        end = min(start + ROW_BLOCK, hi)
         for k in range(0, K, K_BLOCK):
             _rows(a[:, k : k + K_BLOCK], w[:, k : k + K_BLOCK], out, start, end, p, add or k > 0)
 
@@ -66,28 +68,7 @@ def _rows(a, w, out, i, end, p, add):
         TILE1(a, w, out, i, p, add)
 
 
-def _renamed(f, name):
-    """A copy of ``f`` under another name: Numba's cache files are named after the function."""
-    g = types.FunctionType(f.__code__, f.__globals__, name)
-    g.__qualname__ = name
-    return g
-
-
-def _compiled(f) -> tuple:
-    """(serial, parallel): one source, two compilations; prange runs as a plain range in the
-    serial one. A parallel launch costs microseconds on an idle machine and a scheduler quantum
-    (3 ms measured) when another process holds a core, so small work stays on one thread."""
-    return njit(cache=True)(f), njit(cache=True, parallel=True)(_renamed(f, f.__name__ + "_parallel"))
-
-
-_serial, _parallel = _compiled(_product)
-
-PARALLEL_MIN = 1 << 16  # multiply-adds (or elements moved) below which one thread wins
-
-
-def use_parallel(M: int, N: int, K: int = 1) -> bool:
-    """Whether an (M, K) x (K, N) product (or M x N elements' copy) runs on every thread."""
-    return numba.get_num_threads() > 1 and M * N * K >= PARALLEL_MIN
+_serial, _parallel = compiled(_product)
 
 
 def pack(w: np.ndarray, transpose: bool) -> np.ndarray:
@@ -123,16 +104,17 @@ def _pack_columns(b, out):
             out[p, k, :width] = b[k, p * nr : p * nr + width]
 
 
-PACK_ROWS, PACK_COLUMNS = _compiled(_pack_rows), _compiled(_pack_columns)
+PACK_ROWS, PACK_COLUMNS = compiled(_pack_rows), compiled(_pack_columns)
 
 
 @njit(inline="always")
-def recurrent(a, w, out, parallel):
-    """out = a @ b for a (M, K) and out (M, N) C-contiguous, w = pack(b)."""
+def recurrent(a, w, out, lo, hi, parallel):
+    """out[lo:hi] = a[lo:hi] @ b for a (M, K) and out (M, N) C-contiguous, w = pack(b), lo a
+    multiple of the row tile and hi one or M (``threads.batch_split``)."""
     if parallel:
-        _parallel(a, w, out, False)
+        _parallel(a, w, out, False, lo, hi)
     else:
-        _serial(a, w, out, False)
+        _serial(a, w, out, False, lo, hi)
 
 
 def _gemm(a, b, out, n):
@@ -163,7 +145,7 @@ def gemm(a, b, out):
     """out = a @ b (a and out C-contiguous). Through the tiles where they fit and b is C-contiguous
     (its packing a copy of rows); else a's rows split over the threads, a BLAS call each."""
     if b.flags.c_contiguous and _tiles_fit(a, b):
-        _tiles(a.shape[0], b.shape[1], a.shape[1])(a, pack(b, transpose=False), out, False)
+        _tiles(a.shape[0], b.shape[1], a.shape[1])(a, pack(b, transpose=False), out, False, 0, a.shape[0])
     else:
         n = _parts(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1])
         GEMM[n > 1](a, b, out, n)
@@ -175,7 +157,7 @@ def gemm_tn_add(a, b, out):
     else through BLAS, the shared first dimension split over the threads and the partial sums
     added (BLAS blocks for the caches; at GRU 1024 / 32 / 187, a of 73 MB, it ran at 1.6x the tiles)."""
     if _tiles_fit(a, b):
-        _tiles(a.shape[1], b.shape[1], a.shape[0])(a.T, pack(b, transpose=False), out, True)
+        _tiles(a.shape[1], b.shape[1], a.shape[0])(a.T, pack(b, transpose=False), out, True, 0, a.shape[1])
     else:
         n = _parts(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1])
         GEMM_TN_ADD[n > 1](a, b, out, n)
@@ -191,4 +173,4 @@ def _gemm_tn_add(a, b, out, n):
         out += parts[c]
 
 
-GEMM, GEMM_TN_ADD = _compiled(_gemm), _compiled(_gemm_tn_add)
+GEMM, GEMM_TN_ADD = compiled(_gemm), compiled(_gemm_tn_add)

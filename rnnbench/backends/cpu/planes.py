@@ -15,9 +15,9 @@ from numba import njit
 
 
 @njit(inline="always")
-def put_block(row, k, plane):
-    """row[:, k*H:(k+1)*H] = plane, for plane (B, H) and row (B, G)."""
-    B, H = plane.shape
-    for b in range(B):
+def put_block(row, k, plane, lo, hi):
+    """row[lo:hi, k*H:(k+1)*H] = plane[lo:hi], for plane (B, H) and row (B, G)."""
+    H = plane.shape[1]
+    for b in range(lo, hi):
         for j in range(H):
             row[b, k * H + j] = plane[b, j]

@@ -1,0 +1,61 @@
+"""How the cpu backend splits its work over Numba's threads.
+
+A parallel launch costs about a microsecond on an idle machine and a scheduler quantum (3 ms
+measured) when another process holds a core, so small work stays on one thread (``use_parallel``).
+
+The rows of a batch are independent sequences: a recurrence splits into parts of the batch, each
+running every step of its rows on a thread of its own, without a launch or a barrier per step, and
+each step's gate math stays with the rows its product just made (``batch_split``). One sequence,
+or a batch too small to give each thread a full row tile, splits each step's product over its
+panels of columns instead, the gate math on one thread.
+"""
+import types
+
+import numba
+from numba import njit
+
+from rnnbench.backends.cpu.microkernel import MAX_ROWS
+
+PARALLEL_MIN = 1 << 16  # multiply-adds (or elements moved) below which one thread wins
+
+
+def use_parallel(M: int, N: int, K: int = 1) -> bool:
+    """Whether an (M, K) x (K, N) product (or M x N elements' copy) runs on every thread."""
+    return numba.get_num_threads() > 1 and M * N * K >= PARALLEL_MIN
+
+
+def batch_split(B: int, N: int, K: int) -> tuple:
+    """(chunk, parallel) for a recurrence of batch B whose step multiplies by a (K, N) matrix:
+    parts of ``chunk`` rows, a multiple of the row tile so that no tile straddles two parts, each
+    on a thread of its own where chunk < B; else one part, and ``parallel`` says whether its
+    products split over the threads."""
+    if not use_parallel(B, N, K):
+        return B, False
+    chunk = MAX_ROWS * -(-B // (numba.get_num_threads() * MAX_ROWS))
+    return (chunk, False) if chunk < B else (B, True)
+
+
+@njit(inline="always")
+def parts(B, chunk):
+    """The parts of a batch of B rows in parts of ``chunk`` (the last may be shorter)."""
+    return -(-B // chunk)
+
+
+@njit(inline="always")
+def part_rows(part, chunk, B):
+    """(lo, hi): the rows lo .. hi-1 of a part."""
+    return part * chunk, min(B, part * chunk + chunk)
+
+
+def _renamed(f, name):
+    """A copy of ``f`` under another name: Numba's cache files are named after the function."""
+    g = types.FunctionType(f.__code__, f.__globals__, name)
+    g.__qualname__ = name
+    return g
+
+
+def compiled(f, **options) -> tuple:
+    """(serial, parallel): one source, two compilations; prange runs as a plain range in the
+    serial one."""
+    return (njit(cache=True, **options)(f),
+            njit(cache=True, parallel=True, **options)(_renamed(f, f.__name__ + "_parallel")))
