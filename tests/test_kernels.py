@@ -100,3 +100,20 @@ def test_whole_sequence_products(rows, width):
     acc = np.ones((width + 3, width))
     matmul.gemm_tn_add(g, x, acc)  # summed in per-thread parts or tiles: rounding against one product
     np.testing.assert_allclose(acc, 1 + g.T @ x, rtol=1e-13, atol=1e-13 * np.abs(g.T @ x).max())
+
+
+def test_batch_split_into_parts_of_whole_row_tiles():
+    from rnnbench.backends.cpu.microkernel import MAX_ROWS
+    from rnnbench.backends.cpu.threads import SHARED_BYTES, batch_split
+    from rnnbench.runtime import pinned_threads
+
+    with pinned_threads(2):
+        chunk, parallel = batch_split(21, 256, 64, 4)  # parts on both threads, none straddling a tile
+        assert chunk % MAX_ROWS == 0 and chunk < 21 <= 2 * chunk and not parallel
+        assert batch_split(1, 1024, 256, 4) == (1, True)  # one sequence: each step's panels split
+        assert batch_split(MAX_ROWS, 1024, 256, 4) == (MAX_ROWS, True)  # one row tile: no parts
+        side = int((SHARED_BYTES // 8) ** 0.5) + 1  # a W_hh too large to read whole in every part
+        assert batch_split(32, side, side, 8) == (32, True)
+        assert batch_split(32, 8, 8, 4) == (32, False)  # small work stays on one thread
+    with pinned_threads(1):
+        assert batch_split(21, 256, 64, 4) == (21, False)

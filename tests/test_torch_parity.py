@@ -107,7 +107,7 @@ def test_batch_split_over_threads(cell, dtype, rtol, atol, rng):
     x, hx, go, gh = random_inputs(m, T=7, B=21, rng=rng)
     with pinned_threads(2):
         for N, K in ((64, 64), (64, 256), (256, 64), (192, 64), (64, 192)):  # each cell's products
-            assert batch_split(21, N, K)[0] < 21
+            assert batch_split(21, N, K, x.itemsize)[0] < 21
         g = assert_matches_torch(m, x, hx, go, gh, rtol=rtol, atol=atol)
     with pinned_threads(1):  # one part: the same row tiles, so the same sums
         g1 = assert_matches_torch(m, x, hx, go, gh, rtol=rtol, atol=atol)

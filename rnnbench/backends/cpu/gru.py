@@ -93,7 +93,7 @@ def forward(cell, xp, w, h0, c0, reverse, store):
     n, B, G = xp.shape
     h = np.empty((n, B, G // 3), h0.dtype)
     gates = {k: np.empty((n if store else 1, B, G // 3), h0.dtype) for k in GATES}
-    chunk, parallel = batch_split(B, G, G // 3)
+    chunk, parallel = batch_split(B, G, G // 3, xp.itemsize)
     gru_forward[chunk < B](xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, reverse, h,
                            *gates.values(), chunk, parallel)
     steps = {"h": h, **gates} if store else {"h": h}
@@ -104,7 +104,7 @@ def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     n, B, H = dy.shape
     dax = np.empty((n, B, 3 * H), dy.dtype)
     dah = np.empty_like(dax)
-    chunk, parallel = batch_split(B, H, 3 * H)
+    chunk, parallel = batch_split(B, H, 3 * H, dy.itemsize)
     dh0 = gru_backward[chunk < B](pack(w.w_hh, transpose=False), *(tape.steps[k] for k in GATES), tape.h, tape.h0,
                                   dy, dh_n, reverse, dax, dah, hidden, chunk, parallel)
     return dax, dah, dh0, None

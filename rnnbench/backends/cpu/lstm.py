@@ -106,7 +106,7 @@ def forward(cell, xp, w, h0, c0, reverse, store):
     h = np.empty((n, B, G // 4), h0.dtype)
     c = np.empty((kept, B, G // 4), h0.dtype)
     gates = {k: np.empty((kept, B, G // 4), h0.dtype) for k in GATES}
-    chunk, parallel = batch_split(B, G, G // 4)
+    chunk, parallel = batch_split(B, G, G // 4, xp.itemsize)
     lstm_forward[chunk < B](xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, c0, reverse, h, c,
                             *gates.values(), chunk, parallel)
     steps = {"h": h, "c": c, **gates} if store else {"h": h}
@@ -116,7 +116,7 @@ def forward(cell, xp, w, h0, c0, reverse, store):
 def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     n, B, H = dy.shape
     da = np.empty((n, B, 4 * H), dy.dtype)
-    chunk, parallel = batch_split(B, H, 4 * H)
+    chunk, parallel = batch_split(B, H, 4 * H, dy.itemsize)
     dh0, dc0 = lstm_backward[chunk < B](pack(w.w_hh, transpose=False), *(tape.steps[k] for k in GATES),
                                         tape.steps["c"], tape.c0, dy, dh_n, dc_n, reverse, da, hidden, cell_grad,
                                         chunk, parallel)

@@ -59,7 +59,7 @@ rnn_backward = compiled(_rnn_backward, error_model="numpy")
 def forward(cell, xp, w, h0, c0, reverse, store):
     n, B, H = xp.shape
     h = np.empty((n, B, H), h0.dtype)
-    chunk, parallel = batch_split(B, H, H)
+    chunk, parallel = batch_split(B, H, H, xp.itemsize)
     rnn_forward[chunk < B](xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, reverse,
                            cell.nonlinearity == "relu", h, chunk, parallel)
     return {"h": h}, h[0 if reverse else -1], None
@@ -68,7 +68,7 @@ def forward(cell, xp, w, h0, c0, reverse, store):
 def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     da = np.empty_like(dy)
     _, B, H = dy.shape
-    chunk, parallel = batch_split(B, H, H)
+    chunk, parallel = batch_split(B, H, H, dy.itemsize)
     dh0 = rnn_backward[chunk < B](pack(w.w_hh, transpose=False), tape.h, dy, dh_n, reverse,
                                   cell.nonlinearity == "relu", da, hidden, chunk, parallel)
     return da, da, dh0, None

@@ -6,8 +6,9 @@ measured) when another process holds a core, so small work stays on one thread (
 The rows of a batch are independent sequences: a recurrence splits into parts of the batch, each
 running every step of its rows on a thread of its own, without a launch or a barrier per step, and
 each step's gate math stays with the rows its product just made (``batch_split``). One sequence,
-or a batch too small to give each thread a full row tile, splits each step's product over its
-panels of columns instead, the gate math on one thread.
+a batch too small to give each thread a full row tile, or a W_hh too large for the threads to
+read whole every step from a shared cache, splits each step's product over its panels of columns
+instead, the gate math on one thread.
 """
 import types
 
@@ -24,15 +25,24 @@ def use_parallel(M: int, N: int, K: int = 1) -> bool:
     return numba.get_num_threads() > 1 and M * N * K >= PARALLEL_MIN
 
 
-def batch_split(B: int, N: int, K: int) -> tuple:
+# Largest matrix (packed W_hh) that parts of the batch read whole every step: measured with two
+# threads and a 32 MiB L3, split by rows rather than panels, LSTM 1024 in float64 (32 MiB) ran
+# 1.1-1.2x slower, GRU 1024 and RNN 1760 in float32 (12 MiB) up to 1.1x faster, LSTM 1024 in float32
+# (16 MiB) even; below, 1.1-1.3x faster (LSTM 256, B = 16 and 30).
+SHARED_BYTES = 16 << 20
+
+
+def batch_split(B: int, N: int, K: int, itemsize: int) -> tuple:
     """(chunk, parallel) for a recurrence of batch B whose step multiplies by a (K, N) matrix:
     parts of ``chunk`` rows, a multiple of the row tile so that no tile straddles two parts, each
     on a thread of its own where chunk < B; else one part, and ``parallel`` says whether its
-    products split over the threads."""
+    products split over the threads (by panels: each thread reads only its own)."""
     if not use_parallel(B, N, K):
         return B, False
     chunk = MAX_ROWS * -(-B // (numba.get_num_threads() * MAX_ROWS))
-    return (chunk, False) if chunk < B else (B, True)
+    if chunk < B and N * K * itemsize <= SHARED_BYTES:
+        return chunk, False
+    return B, True
 
 
 @njit(inline="always")
