@@ -70,6 +70,24 @@ def test_recurrent_product_at_every_edge(M, N, K, parallel, dtype, rtol):
     assert np.isnan(buf[M * N:]).all()
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+def test_recurrent_product_of_a_part_of_the_rows(parallel):
+    """Rows lo .. hi-1 only (a part of the batch: threads.batch_split), no row of another part."""
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal((21, 40)), rng.standard_normal((40, 70))
+    packed = matmul.pack(b, transpose=False)
+    for lo, hi in ((0, 12), (12, 21), (4, 8), (8, 20)):
+        out = np.full((21, 70), np.nan)
+        _recurrent_rows(a, packed, out, lo, hi, parallel)
+        np.testing.assert_allclose(out[lo:hi], a[lo:hi] @ b, rtol=1e-13, atol=1e-12)
+        assert np.isnan(out[:lo]).all() and np.isnan(out[hi:]).all()
+
+
+@njit
+def _recurrent_rows(a, b, out, lo, hi, parallel):
+    matmul.recurrent(a, b, out, lo, hi, parallel)
+
+
 def test_panels_of_another_width_than_the_compiled_tiles_are_refused():
     a, out = np.ones((2, 3), np.float32), np.empty((2, 5), np.float32)
     with pytest.raises(ValueError, match="packed panels of another width than the compiled tiles"):
@@ -103,15 +121,15 @@ def test_whole_sequence_products(rows, width):
 
 
 def test_batch_split_into_parts_of_whole_row_tiles():
-    from rnnbench.backends.cpu.microkernel import MAX_ROWS
     from rnnbench.backends.cpu.threads import SHARED_BYTES, batch_split
     from rnnbench.runtime import pinned_threads
 
     with pinned_threads(2):
-        chunk, parallel = batch_split(21, 256, 64, 4)  # parts on both threads, none straddling a tile
-        assert chunk % MAX_ROWS == 0 and chunk < 21 <= 2 * chunk and not parallel
+        assert batch_split(21, 256, 64, 4) == (12, False)  # parts of 12 and 9 rows, one a thread
+        assert batch_split(8, 1024, 256, 4) == (4, False)
         assert batch_split(1, 1024, 256, 4) == (1, True)  # one sequence: each step's panels split
-        assert batch_split(MAX_ROWS, 1024, 256, 4) == (MAX_ROWS, True)  # one row tile: no parts
+        assert batch_split(6, 1024, 256, 4) == (4, False)  # 4 + 2
+        assert batch_split(3, 1024, 256, 4) == (3, True)  # fewer than 4 rows a part: split by panels
         side = int((SHARED_BYTES // 8) ** 0.5) + 1  # a W_hh too large to read whole in every part
         assert batch_split(32, side, side, 8) == (32, True)
         assert batch_split(32, 8, 8, 4) == (32, False)  # small work stays on one thread

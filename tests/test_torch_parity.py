@@ -101,8 +101,9 @@ def test_property_random_shapes_and_options(data):
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype, rtol, atol", [("float64", 1e-9, 1e-11), ("float32", 2e-4, 2e-5)])
 def test_batch_split_over_threads(cell, dtype, rtol, atol, rng):
-    """A batch of 21 on two threads: two parts of it (16 and 5 rows with AVX-512's 8-row tile),
-    each running every step of its rows, forward and backward, both directions and layers."""
+    """A batch of 21 on two threads: two parts of it (12 and 9 rows: tiles of 8 and 4 rows, and of 8
+    and a clamped one), each running every step of its rows, forward and backward, both
+    directions and layers."""
     m = make(cell, 5, 64, num_layers=2, bidirectional=True, backend="cpu", dtype=dtype, seed=4)
     x, hx, go, gh = random_inputs(m, T=7, B=21, rng=rng)
     with pinned_threads(2):

@@ -38,8 +38,9 @@ K_BLOCK = 256  # k a tile runs through at once: a panel's slice of w (32 KiB) st
 
 
 def _product(a, w, out, add, lo, hi):
-    """Rows lo .. hi-1 of out (+)= a @ b, for lo a multiple of MR and hi one or a's last row: a
-    tile's rows past hi but in a would be stored."""
+    """Rows lo .. hi-1 of out (+)= a @ b, for hi - lo a multiple of 4 or hi a's last row: the row
+    tiles (MR, 4, 2, 1) cover a multiple of 4 exactly, and a tile's rows past hi but in a would be
+    stored."""
     if w.shape[2] * w.itemsize != PER_PANEL * VECTOR_BYTES:  # a cache compiled for another vector width
         raise ValueError("packed panels of another width than the compiled tiles: clear Numba's cache")
     K = a.shape[1]
@@ -109,8 +110,8 @@ PACK_ROWS, PACK_COLUMNS = compiled(_pack_rows), compiled(_pack_columns)
 
 @njit(inline="always")
 def recurrent(a, w, out, lo, hi, parallel):
-    """out[lo:hi] = a[lo:hi] @ b for a (M, K) and out (M, N) C-contiguous, w = pack(b), lo a
-    multiple of the row tile and hi one or M (``threads.batch_split``)."""
+    """out[lo:hi] = a[lo:hi] @ b for a (M, K) and out (M, N) C-contiguous, w = pack(b), hi - lo a
+    multiple of 4 or hi = M (``threads.batch_split``)."""
     if parallel:
         _parallel(a, w, out, False, lo, hi)
     else:

@@ -15,7 +15,6 @@ import types
 import numba
 from numba import njit
 
-from rnnbench.backends.cpu.microkernel import MAX_ROWS
 
 PARALLEL_MIN = 1 << 16  # multiply-adds (or elements moved) below which one thread wins
 
@@ -30,16 +29,18 @@ def use_parallel(M: int, N: int, K: int = 1) -> bool:
 # 1.1-1.2x slower, GRU 1024 and RNN 1760 in float32 (12 MiB) up to 1.1x faster, LSTM 1024 in float32
 # (16 MiB) even; below, 1.1-1.3x faster (LSTM 256, B = 16 and 30).
 SHARED_BYTES = 16 << 20
+PART_ROWS = 4  # rows of a part: a multiple of this (fewer, and a part's tiles would read all of W_hh for a row or two)
 
 
 def batch_split(B: int, N: int, K: int, itemsize: int) -> tuple:
     """(chunk, parallel) for a recurrence of batch B whose step multiplies by a (K, N) matrix:
-    parts of ``chunk`` rows, a multiple of the row tile so that no tile straddles two parts, each
-    on a thread of its own where chunk < B; else one part, and ``parallel`` says whether its
-    products split over the threads (by panels: each thread reads only its own)."""
+    parts of ``chunk`` rows, each on a thread of its own where chunk < B; else one part, and
+    ``parallel`` says whether its products split over the threads (by panels: each thread reads
+    only its own). chunk is a multiple of 4, which the row tiles (8 or 6, and 4 and 2) cover
+    exactly, so that no tile reaches into the next part."""
     if not use_parallel(B, N, K):
         return B, False
-    chunk = MAX_ROWS * -(-B // (numba.get_num_threads() * MAX_ROWS))
+    chunk = PART_ROWS * -(-B // (numba.get_num_threads() * PART_ROWS))
     if chunk < B and N * K * itemsize <= SHARED_BYTES:
         return chunk, False
     return B, True
