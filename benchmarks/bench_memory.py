@@ -27,6 +27,8 @@ class PeakmemStrategies:
     def setup_cache(self):
         rb.warmup(cells=CELLS, dtypes=("float32",))
 
+    setup_cache.timeout = 300  # a cold cache: every kernel compiled serial and parallel, minutes
+
     def setup(self, cell, strategy):
         pin_threads()
         self.step = training_step(Runner(Config(cell, **CONFIG), "cpu"), strategy, chunk=_chunk(strategy))

@@ -16,7 +16,7 @@ import json, time
 start = time.perf_counter()
 import rnnbench as rb
 from rnnbench.backends.cpu import dispatchers
-seconds = rb.warmup()
+seconds = rb.warmup(cells=("lstm",), dtypes=("float32",))  # one cell: a cold compile takes half a minute
 kernels = dispatchers()
 print(json.dumps({"hits": sum(sum(k.stats.cache_hits.values()) for k in kernels),
                   "misses": sum(sum(k.stats.cache_misses.values()) for k in kernels),
@@ -33,8 +33,8 @@ def test_second_process_loads_compiled_kernels_from_the_cache(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     runs = [json.loads(subprocess.run([sys.executable, "-c", SCRIPT], env=env, check=True,
                                       capture_output=True, text=True).stdout) for _ in range(2)]
-    assert runs[0]["misses"] > 0  # the first process compiled and saved
-    assert runs[1]["misses"] == 0 and runs[1]["hits"] >= 12  # the second loaded every kernel
+    assert runs[0]["misses"] >= 8  # the first process compiled and saved (serial and parallel kernels)
+    assert runs[1]["misses"] == 0 and runs[1]["hits"] >= 8  # the second loaded every kernel
     assert any(tmp_path.rglob("*.nbi"))
 
 
@@ -64,7 +64,8 @@ def test_set_num_threads():
 
 
 def test_malloc_keeps_freed_memory():
+    from rnnbench.results import environment
     from rnnbench.runtime import keep_freed_memory
 
     assert keep_freed_memory()  # glibc here
-    assert rb.results.environment()["malloc_keeps_freed_memory"]
+    assert environment()["malloc_keeps_freed_memory"]
