@@ -90,11 +90,12 @@ def warmup(backend: str = "cpu", cells=("rnn_tanh", "rnn_relu", "lstm", "gru"),
     from rnnbench.backends import get_backend
     from rnnbench.layers import RecurrentLayer
 
+    shapes = get_backend(backend).WARMUP_SHAPES
     seconds = {}
     for cell in cells:
         for dtype in dtypes:
             start = time.perf_counter()
-            for batch, hidden in get_backend(backend).WARMUP_SHAPES:
+            for batch, hidden in shapes:
                 m = RecurrentLayer(cell, 2, hidden, bidirectional=True, backend=backend, dtype=dtype, seed=0)
                 out, _ = m(np.zeros((2, batch, 2), dtype))
                 m.backward(np.ones_like(out))

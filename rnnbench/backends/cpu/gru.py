@@ -18,7 +18,7 @@ from rnnbench.backends.base import forward_bias
 from rnnbench.backends.cpu.activations import sigmoid, tanh
 from rnnbench.backends.cpu.matmul import pack, recurrent
 from rnnbench.backends.cpu.planes import put_block
-from rnnbench.backends.cpu.threads import batch_split, compiled, part_rows, parts
+from rnnbench.backends.cpu.threads import compiled, part_rows, parts, run_parts
 
 GATES = ("reset", "update", "new", "hn")  # the tape's keys: CellSpec.gate_names, and hn
 
@@ -93,9 +93,8 @@ def forward(cell, xp, w, h0, c0, reverse, store):
     n, B, G = xp.shape
     h = np.empty((n, B, G // 3), h0.dtype)
     gates = {k: np.empty((n if store else 1, B, G // 3), h0.dtype) for k in GATES}
-    chunk, parallel = batch_split(B, G, G // 3, xp.itemsize)
-    gru_forward[chunk < B](xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, reverse, h,
-                           *gates.values(), chunk, parallel)
+    run_parts(gru_forward, B, G, G // 3, xp.itemsize, xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w),
+              h0, reverse, h, *gates.values())
     steps = {"h": h, **gates} if store else {"h": h}
     return steps, h[0 if reverse else -1], None
 
@@ -104,7 +103,6 @@ def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     n, B, H = dy.shape
     dax = np.empty((n, B, 3 * H), dy.dtype)
     dah = np.empty_like(dax)
-    chunk, parallel = batch_split(B, H, 3 * H, dy.itemsize)
-    dh0 = gru_backward[chunk < B](pack(w.w_hh, transpose=False), *(tape.steps[k] for k in GATES), tape.h, tape.h0,
-                                  dy, dh_n, reverse, dax, dah, hidden, chunk, parallel)
+    dh0 = run_parts(gru_backward, B, H, 3 * H, dy.itemsize, pack(w.w_hh, transpose=False),
+                    *(tape.steps[k] for k in GATES), tape.h, tape.h0, dy, dh_n, reverse, dax, dah, hidden)
     return dax, dah, dh0, None

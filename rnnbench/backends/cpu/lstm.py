@@ -17,7 +17,7 @@ from numba import prange
 from rnnbench.backends.base import forward_bias
 from rnnbench.backends.cpu.activations import sigmoid, tanh
 from rnnbench.backends.cpu.matmul import pack, recurrent
-from rnnbench.backends.cpu.threads import batch_split, compiled, part_rows, parts
+from rnnbench.backends.cpu.threads import compiled, part_rows, parts, run_parts
 
 GATES = ("input", "forget", "cell", "output")  # the tape's keys: CellSpec.gate_names
 
@@ -106,9 +106,8 @@ def forward(cell, xp, w, h0, c0, reverse, store):
     h = np.empty((n, B, G // 4), h0.dtype)
     c = np.empty((kept, B, G // 4), h0.dtype)
     gates = {k: np.empty((kept, B, G // 4), h0.dtype) for k in GATES}
-    chunk, parallel = batch_split(B, G, G // 4, xp.itemsize)
-    lstm_forward[chunk < B](xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, c0, reverse, h, c,
-                            *gates.values(), chunk, parallel)
+    run_parts(lstm_forward, B, G, G // 4, xp.itemsize, xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w),
+              h0, c0, reverse, h, c, *gates.values())
     steps = {"h": h, "c": c, **gates} if store else {"h": h}
     return steps, h[0 if reverse else -1], c[0 if reverse or not store else -1]
 
@@ -116,8 +115,7 @@ def forward(cell, xp, w, h0, c0, reverse, store):
 def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     n, B, H = dy.shape
     da = np.empty((n, B, 4 * H), dy.dtype)
-    chunk, parallel = batch_split(B, H, 4 * H, dy.itemsize)
-    dh0, dc0 = lstm_backward[chunk < B](pack(w.w_hh, transpose=False), *(tape.steps[k] for k in GATES),
-                                        tape.steps["c"], tape.c0, dy, dh_n, dc_n, reverse, da, hidden, cell_grad,
-                                        chunk, parallel)
+    dh0, dc0 = run_parts(lstm_backward, B, H, 4 * H, dy.itemsize, pack(w.w_hh, transpose=False),
+                         *(tape.steps[k] for k in GATES), tape.steps["c"], tape.c0, dy, dh_n, dc_n, reverse, da,
+                         hidden, cell_grad)
     return da, da, dh0, dc0

@@ -54,7 +54,8 @@ def _product(a, w, out, add, lo, hi):
 
 @njit(inline="always")
 def _rows(a, w, out, i, end, p, add):
-    """Rows i .. end-1 of panel p in tiles of MR rows, the last tile's rows past end not stored."""
+    """Rows i .. end-1 of panel p in tiles of MR rows, then one of 4, 2 or 1 (or MR) for the rest:
+    a last tile's rows past a's last are not stored, but rows past end within a are."""
     while i + MR <= end:
         TILE_MR(a, w, out, i, p, add)
         i += MR

@@ -14,7 +14,7 @@ from numba import prange
 from rnnbench.backends.base import forward_bias
 from rnnbench.backends.cpu.activations import activate, activate_grad
 from rnnbench.backends.cpu.matmul import pack, recurrent
-from rnnbench.backends.cpu.threads import batch_split, compiled, part_rows, parts
+from rnnbench.backends.cpu.threads import compiled, part_rows, parts, run_parts
 
 
 def _rnn_forward(xp, w_hh_t, bias, h0, reverse, relu, h, chunk, parallel):
@@ -59,16 +59,14 @@ rnn_backward = compiled(_rnn_backward, error_model="numpy")
 def forward(cell, xp, w, h0, c0, reverse, store):
     n, B, H = xp.shape
     h = np.empty((n, B, H), h0.dtype)
-    chunk, parallel = batch_split(B, H, H, xp.itemsize)
-    rnn_forward[chunk < B](xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0, reverse,
-                           cell.nonlinearity == "relu", h, chunk, parallel)
+    run_parts(rnn_forward, B, H, H, xp.itemsize, xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0,
+              reverse, cell.nonlinearity == "relu", h)
     return {"h": h}, h[0 if reverse else -1], None
 
 
 def backward(cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad):
     da = np.empty_like(dy)
     _, B, H = dy.shape
-    chunk, parallel = batch_split(B, H, H, dy.itemsize)
-    dh0 = rnn_backward[chunk < B](pack(w.w_hh, transpose=False), tape.h, dy, dh_n, reverse,
-                                  cell.nonlinearity == "relu", da, hidden, chunk, parallel)
+    dh0 = run_parts(rnn_backward, B, H, H, dy.itemsize, pack(w.w_hh, transpose=False), tape.h, dy, dh_n, reverse,
+                    cell.nonlinearity == "relu", da, hidden)
     return da, da, dh0, None

@@ -5,10 +5,10 @@ measured) when another process holds a core, so small work stays on one thread (
 
 The rows of a batch are independent sequences: a recurrence splits into parts of the batch, each
 running every step of its rows on a thread of its own, without a launch or a barrier per step, and
-each step's gate math stays with the rows its product just made (``batch_split``). One sequence,
-a batch too small to give each thread a full row tile, or a W_hh too large for the threads to
-read whole every step from a shared cache, splits each step's product over its panels of columns
-instead, the gate math on one thread.
+each step's gate math stays with the rows its product just made (``batch_split``, ``run_parts``).
+One sequence, a batch too small to give each thread 4 rows, or a W_hh too large for the threads
+to read whole every step from a shared cache, splits each step's product over its panels of
+columns instead, the gate math on one thread.
 """
 import types
 
@@ -44,6 +44,14 @@ def batch_split(B: int, N: int, K: int, itemsize: int) -> tuple:
     if chunk < B and N * K * itemsize <= SHARED_BYTES:
         return chunk, False
     return B, True
+
+
+def run_parts(kernel: tuple, B: int, N: int, K: int, itemsize: int, *args):
+    """Call a recurrence, ``compiled``'s (serial, parallel) pair, on ``batch_split``'s parts: its
+    last two arguments (chunk, parallel) follow ``args``, and the parallel compilation runs where
+    the batch has more than one part."""
+    chunk, parallel = batch_split(B, N, K, itemsize)
+    return kernel[chunk < B](*args, chunk, parallel)
 
 
 @njit(inline="always")
