@@ -49,11 +49,7 @@ class CpuBackend:
     WARMUP_SHAPES = ((1, 2), (2 * MAX_ROWS + 1, 64))
 
     def forward(self, cell, w, x, h0, c0, reverse, store) -> Tape:
-        n, B, _ = x.shape
-        xp = np.empty((n * B, w.w_ih.shape[0]), x.dtype)
-        gemm(_flat(x), w.w_ih.T, xp)  # the kernels add b_ih in their gate loop
-        xp = xp.reshape(n, B, -1)
-        steps, h_n, c_n = KERNELS[cell.name].forward(cell, xp, w, h0, c0, reverse, store)
+        steps, h_n, c_n = KERNELS[cell.name].forward(cell, x, w, h0, c0, reverse, store)
         return Tape(x, reverse, h0, c0, h_n, c_n, steps)
 
     def backward(self, cell, w, tape, dy, dh_n, dc_n, reverse, grads: LayerWeights,

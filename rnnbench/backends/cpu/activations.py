@@ -13,15 +13,21 @@ of n; tanh(a) = -expm1(-2|a|) / (2 + expm1(-2|a|)) with a's sign, sigmoid from e
 an element against 4.6-8.6 for libm here; within 4.4e-16 relative of numpy's tanh and sigmoid (libm
 itself is 4.2e-16 from numpy's), tested.
 
-Kernels that use them compile with ``error_model="numpy"``: Python's ZeroDivisionError check on
-every division would keep the loops scalar. ``one`` is the constant 1 of the arrays' dtype
-(``h0.dtype.type(1)``): with a Python literal Numba would promote float32 math to float64.
+Kernels that use them compile with ``KERNEL_OPTIONS``: ``error_model="numpy"``, as Python's
+ZeroDivisionError check on every division would keep the loops scalar, and fused multiply-adds
+(``contract``) for the polynomials: the LSTM gate loop alone ran 1.25x as fast with them (2.0
+against 2.5 ns a unit at (B, H) = (15, 256), float32), the LSTM forward kernels 2-4% (float32)
+and 3-9% (float64) faster. Within the bounds above; float32 tanh saturates at 0.99999976 then,
+not 1. ``one`` is the constant 1 of the arrays' dtype (``h0.dtype.type(1)``): with a Python
+literal Numba would promote float32 math to float64.
 """
 import math
 
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
+
+KERNEL_OPTIONS = dict(error_model="numpy", fastmath={"contract"})
 
 f32 = np.float32
 CLAMP = f32(7.90531110763549805)

@@ -15,9 +15,9 @@ import numpy as np
 from numba import prange
 
 from rnnbench.backends.base import forward_bias
-from rnnbench.backends.cpu.activations import sigmoid, tanh
-from rnnbench.backends.cpu.matmul import pack, recurrent
-from rnnbench.backends.cpu.planes import put_block
+from rnnbench.backends.cpu.activations import KERNEL_OPTIONS, sigmoid, tanh
+from rnnbench.backends.cpu.matmul import pack, project, recurrent
+from rnnbench.backends.cpu.planes import put_columns
 from rnnbench.backends.cpu.threads import compiled, part_rows, parts, run_parts
 
 GATES = ("reset", "update", "new", "hn")  # the tape's keys: CellSpec.gate_names, and hn
@@ -75,8 +75,8 @@ def _gru_backward(w_hh, gr, gz, gn, ghn, h, h0, dy, dh_n, reverse, dax, dah, hid
                     d_r[b, j] = dn * hn * r * (one - r)
                     direct[b, j] = d_h * z
             for k, (x_side, h_side) in enumerate(((d_r, d_r), (d_z, d_z), (d_n, d_nr))):
-                put_block(dax[t], k, x_side, lo, hi)
-                put_block(dah[t], k, h_side, lo, hi)
+                put_columns(dax[t], k * H, x_side, lo, hi)
+                put_columns(dah[t], k * H, h_side, lo, hi)
             recurrent(dah[t], w_hh, dh, lo, hi, parallel)
             for b in range(lo, hi):
                 for j in range(H):
@@ -85,11 +85,12 @@ def _gru_backward(w_hh, gr, gz, gn, ghn, h, h0, dy, dh_n, reverse, dax, dah, hid
 
 
 # (one thread, every thread): batch_split's parts, each running the whole sequence of its rows
-gru_forward = compiled(_gru_forward, error_model="numpy")
-gru_backward = compiled(_gru_backward, error_model="numpy")
+gru_forward = compiled(_gru_forward, **KERNEL_OPTIONS)
+gru_backward = compiled(_gru_backward, **KERNEL_OPTIONS)
 
 
-def forward(cell, xp, w, h0, c0, reverse, store):
+def forward(cell, x, w, h0, c0, reverse, store):
+    xp = project(x, w.w_ih)
     n, B, G = xp.shape
     h = np.empty((n, B, G // 3), h0.dtype)
     gates = {k: np.empty((n if store else 1, B, G // 3), h0.dtype) for k in GATES}

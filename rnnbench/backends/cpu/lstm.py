@@ -1,52 +1,55 @@
 """LSTM: the recurrence of one layer and direction, forward and backward (torch's gate order i, f, g, o).
 
-    forward   a = xp_t + W_hh h_{t-1} + (b_ih + b_hh);  i, f, o = sig(a_i, a_f, a_o);  g = tanh(a_g)
+    forward   a = W_ih x_t + W_hh h_{t-1} + (b_ih + b_hh);  i, f, o = sig(a_i, a_f, a_o);  g = tanh(a_g)
               c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
     backward  dh = dy_t + carry_h;  dc = carry_c + dh o (1 - tanh^2 c_t)
               da_i = dc g i(1-i);  da_f = dc c_{t-1} f(1-f);  da_g = dc i (1-g^2);  da_o = dh tanh(c_t) o(1-o)
               carry_h = W_hh^T da;  carry_c = dc f
 
-xp_t = W_ih x_t comes from the caller, W_hh^T (forward) and W_hh (backward) packed for
-``matmul.recurrent``. The tape keeps the activated gates, one array each
-(``planes.py``), and c_t; without ``store`` they are one-step rolling buffers. Each part of the
-batch runs on a thread of its own (``threads.batch_split``): rows lo .. hi-1.
+A forward step's product is ``matmul.step_product``'s (the input side projected beforehand or
+joined to the step); the backward's multiplies by W_hh packed for ``matmul.recurrent``. The tape
+keeps the activated gates, one array each (``planes.py``), and c_t; without ``store`` they are
+one-step rolling buffers. Each part of the batch runs on a thread of its own
+(``threads.batch_split``): rows lo .. hi-1.
 """
 import numpy as np
 from numba import prange
 
 from rnnbench.backends.base import forward_bias
-from rnnbench.backends.cpu.activations import sigmoid, tanh
-from rnnbench.backends.cpu.matmul import pack, recurrent
+from rnnbench.backends.cpu.activations import KERNEL_OPTIONS, sigmoid, tanh
+from rnnbench.backends.cpu.matmul import pack, recurrent, step_operands, step_product
+from rnnbench.backends.cpu.planes import put_columns
 from rnnbench.backends.cpu.threads import compiled, part_rows, parts, run_parts
 
 GATES = ("input", "forget", "cell", "output")  # the tape's keys: CellSpec.gate_names
 
 
-def _lstm_forward(xp, w_hh_t, bias, h0, c0, reverse, h, c, gi, gf, gg, go, chunk, parallel):
-    n, B, G = xp.shape
-    H = G // 4
-    hp = np.empty((B, G), h0.dtype)
+def _lstm_forward(x, pre, w_t, bias, h0, c0, reverse, h, c, gi, gf, gg, go, chunk, parallel):
+    n, B, I = x.shape
+    H = h0.shape[1]
+    xh = np.empty((B, I + H), h0.dtype)  # [x_t, h_{t-1}]: the rows of a step's product
     c_run = c0.copy()
     for part in prange(parts(B, chunk)):
         lo, hi = part_rows(part, chunk, B)
-        h_prev = h0
+        put_columns(xh, I, h0, lo, hi)
         for s in range(n):
             t = n - 1 - s if reverse else s
-            recurrent(h_prev, w_hh_t, hp, lo, hi, parallel)
+            a_t = step_product(x, pre, w_t, xh, t, lo, hi, parallel)
             k = t % gi.shape[0]
-            i_t, f_t, g_t, o_t, c_t, x_t, h_t = gi[k], gf[k], gg[k], go[k], c[t % c.shape[0]], xp[t], h[t]
+            i_t, f_t, g_t, o_t, c_t, h_t = gi[k], gf[k], gg[k], go[k], c[t % c.shape[0]], h[t]
             for b in range(lo, hi):
                 for j in range(H):
-                    i = sigmoid(x_t[b, j] + hp[b, j] + bias[j])
-                    f = sigmoid(x_t[b, H + j] + hp[b, H + j] + bias[H + j])
-                    g = tanh(x_t[b, 2 * H + j] + hp[b, 2 * H + j] + bias[2 * H + j])
-                    o = sigmoid(x_t[b, 3 * H + j] + hp[b, 3 * H + j] + bias[3 * H + j])
+                    i = sigmoid(a_t[b, j] + bias[j])
+                    f = sigmoid(a_t[b, H + j] + bias[H + j])
+                    g = tanh(a_t[b, 2 * H + j] + bias[2 * H + j])
+                    o = sigmoid(a_t[b, 3 * H + j] + bias[3 * H + j])
                     c_new = f * c_run[b, j] + i * g
                     c_run[b, j] = c_new
                     c_t[b, j] = c_new
-                    h_t[b, j] = o * tanh(c_new)
+                    h_new = o * tanh(c_new)
+                    h_t[b, j] = h_new
+                    xh[b, I + j] = h_new
                     i_t[b, j], f_t[b, j], g_t[b, j], o_t[b, j] = i, f, g, o
-            h_prev = h_t
 
 
 def _lstm_backward(w_hh, gi, gf, gg, go, c, c0, dy, dh_n, dc_n, reverse, da, hidden, cell, chunk, parallel):
@@ -96,18 +99,20 @@ def _lstm_backward(w_hh, gi, gf, gg, go, c, c0, dy, dh_n, dc_n, reverse, da, hid
 
 
 # (one thread, every thread): batch_split's parts, each running the whole sequence of its rows
-lstm_forward = compiled(_lstm_forward, error_model="numpy")
-lstm_backward = compiled(_lstm_backward, error_model="numpy")
+lstm_forward = compiled(_lstm_forward, **KERNEL_OPTIONS)
+lstm_backward = compiled(_lstm_backward, **KERNEL_OPTIONS)
 
 
-def forward(cell, xp, w, h0, c0, reverse, store):
-    n, B, G = xp.shape
+def forward(cell, x, w, h0, c0, reverse, store):
+    n, B, _ = x.shape
+    H = h0.shape[1]
     kept = n if store else 1
-    h = np.empty((n, B, G // 4), h0.dtype)
-    c = np.empty((kept, B, G // 4), h0.dtype)
-    gates = {k: np.empty((kept, B, G // 4), h0.dtype) for k in GATES}
-    run_parts(lstm_forward, B, G, G // 4, xp.itemsize, xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w),
-              h0, c0, reverse, h, c, *gates.values())
+    h = np.empty((n, B, H), h0.dtype)
+    c = np.empty((kept, B, H), h0.dtype)
+    gates = {k: np.empty((kept, B, H), h0.dtype) for k in GATES}
+    inputs, pre, w_t = step_operands(x, w.w_ih, w.w_hh)
+    run_parts(lstm_forward, B, 4 * H, w_t.shape[1], x.itemsize, inputs, pre, w_t, forward_bias(cell.name, w), h0, c0,
+              reverse, h, c, *gates.values())
     steps = {"h": h, "c": c, **gates} if store else {"h": h}
     return steps, h[0 if reverse else -1], c[0 if reverse or not store else -1]
 

@@ -13,9 +13,13 @@ its work over Numba's threads itself:
   the whole product at the smallest sizes, and BLAS runs small-M products far from peak: measured
   on the shapes of the benchmark sizes, this loop ran at 1.2-2.4x the dot-product tiles it
   replaced and 1.3-3x OpenBLAS (docs/performance.md). The panels are split over the threads.
+- ``step_product``: a step's pre-activations, either that product added onto the projection of
+  every step made beforehand, or, where the batch reuses small weights (``threads.fuses``), the
+  projection joined to it: [x_t, h_{t-1}] [W_ih | W_hh]^T, one product, no projection array.
 - ``gemm(a, b, out)``: out = a @ b for whole-sequence products: dx through the tiles (as the
-  weight gradients below); the input projection, whose packing would be a transpose of W_ih
-  costing what the tiles gain, through BLAS, rows split over the threads, a call each.
+  weight gradients below); the input projection x W_ih^T (where a cell does not join it to the
+  step's product) through the tiles for wide float32 inputs, else BLAS, rows split over the
+  threads, a call each.
 - ``gemm_tn_add(a, b, out)``: out += a^T @ b for the weight gradients (a sum over every step):
   the same tiles, reading a^T through a transposed view and adding into out, in work items of a
   panel x 64 rows and slices of 256 k. Through BLAS (the steps split over the threads, partial sums
@@ -28,9 +32,12 @@ from numba import njit, prange
 
 from rnnbench.backends.cpu.microkernel import MAX_ROWS as MR
 from rnnbench.backends.cpu.microkernel import PER_PANEL, VECTOR_BYTES, panel_width, tile
-from rnnbench.backends.cpu.threads import compiled, use_parallel
+from rnnbench.backends.cpu.planes import put_columns
+from rnnbench.backends.cpu.threads import compiled, fuses, use_parallel
+from rnnbench.backends.cpu.transpose import block
 
 TILE_MR, TILE4, TILE2, TILE1 = tile(MR), tile(4), tile(2), tile(1)
+TRANSPOSE = block()
 
 
 ROW_BLOCK = 64  # rows of out a work item holds: the recurrent product's batch is one block
@@ -73,28 +80,42 @@ def _rows(a, w, out, i, end, p, add):
 _serial, _parallel = compiled(_product)
 
 
-def pack(w: np.ndarray, transpose: bool) -> np.ndarray:
+def pack(w: np.ndarray, transpose: bool, beside: np.ndarray | None = None) -> np.ndarray:
     """b = w^T (``transpose``) or w, (K, N), as ``recurrent`` reads it: (P, K, NR), panel p holding
     b's columns p*NR .. p*NR+NR-1, the last one zero-padded. The forward packs W_hh^T, the
-    backward W_hh."""
+    backward W_hh. ``beside`` (with ``transpose``): b = [w | beside]^T, w's rows joined by
+    beside's, e.g. [W_ih | W_hh]^T for a step's product over [x_t, h_{t-1}]."""
     N = w.shape[0] if transpose else w.shape[1]
+    K = (w.shape[1] + (0 if beside is None else beside.shape[1])) if transpose else w.shape[0]
     nr = panel_width(w.dtype.itemsize)
-    out = np.empty((-(-N // nr), w.shape[1] if transpose else w.shape[0], nr), w.dtype)
+    out = np.empty((-(-N // nr), K, nr), w.dtype)
     out[-1] = 0  # the padding (np.zeros would fault every page in again)
-    (PACK_ROWS if transpose else PACK_COLUMNS)[use_parallel(*w.shape)](w, out)
+    if not transpose:
+        PACK_COLUMNS[use_parallel(*w.shape)](w, out)
+        return out
+    k = 0
+    for part in (w,) if beside is None else (w, beside):
+        PACK_ROWS[use_parallel(*part.shape)](np.ascontiguousarray(part), out, k)  # the transpose loads rows
+        k += part.shape[1]
     return out
 
 
-def _pack_rows(w, out):
-    """out[p, k, c] = w[p NR + c, k], in blocks of 16 k so that w is read along its rows (a strided
-    copy of W_hh^T, numpy's, took 9.7 ms at LSTM 1024: a fifth of its forward)."""
-    P, K, nr = out.shape
+def _pack_rows(w, out, k0):
+    """out[p, k0 + k, c] = w[p NR + c, k]: L x L blocks transposed in registers (``transpose.py``; 3-4x
+    the scalar loop it replaced at LSTM 512 and 1024 in float32), the edges element by element."""
+    P, nr, K = out.shape[0], out.shape[2], w.shape[1]
+    L = nr // PER_PANEL
+    inner = K - K % L
     for p in prange(P):
-        for k0 in range(0, K, 16):
-            for c in range(min(nr, w.shape[0] - p * nr)):
-                row = w[p * nr + c]
-                for k in range(k0, min(k0 + 16, K)):
-                    out[p, k, c] = row[k]
+        width = min(nr, w.shape[0] - p * nr)
+        blocks = width - width % L
+        for k in range(0, inner, L):
+            for c in range(0, blocks, L):
+                TRANSPOSE(w, out, p * nr + c, k, k0 + k, p, c)
+        for c in range(width):
+            row = w[p * nr + c]
+            for k in range(inner if c < blocks else 0, K):
+                out[p, k0 + k, c] = row[k]
 
 
 def _pack_columns(b, out):
@@ -110,13 +131,42 @@ PACK_ROWS, PACK_COLUMNS = compiled(_pack_rows), compiled(_pack_columns)
 
 
 @njit(inline="always")
-def recurrent(a, w, out, lo, hi, parallel):
-    """out[lo:hi] = a[lo:hi] @ b for a (M, K) and out (M, N) C-contiguous, w = pack(b), hi - lo a
+def recurrent(a, w, out, lo, hi, parallel, add=False):
+    """out[lo:hi] (+)= a[lo:hi] @ b for a (M, K) and out (M, N) C-contiguous, w = pack(b), hi - lo a
     multiple of 4 or hi = M (``threads.batch_split``)."""
     if parallel:
-        _parallel(a, w, out, False, lo, hi)
+        _parallel(a, w, out, add, lo, hi)
     else:
-        _serial(a, w, out, False, lo, hi)
+        _serial(a, w, out, add, lo, hi)
+
+
+@njit(inline="always")
+def step_product(x, pre, w_t, xh, t, lo, hi, parallel):
+    """A step's pre-activations a_t (rows lo .. hi-1) from ``step_operands``: [x_t, h_{t-1}]
+    [W_ih | W_hh]^T into pre's one step, or, x without columns, pre[t] += h_{t-1} W_hh^T onto the
+    projection. xh (B, I + H) holds h_{t-1} from column I on; x_t is put before it here."""
+    put_columns(xh, 0, x[t], lo, hi)
+    a_t = pre[t % pre.shape[0]]
+    recurrent(xh, w_t, a_t, lo, hi, parallel, x.shape[2] == 0)
+    return a_t
+
+
+def step_operands(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray) -> tuple:
+    """(inputs, pre, w_t) for ``step_product``: x, a one-step scratch and [W_ih | W_hh]^T packed
+    where ``threads.fuses``; else x without columns, the projection of every step and W_hh^T packed."""
+    n, B, I = x.shape
+    G, H = w_hh.shape
+    if fuses(B, G, I + H, x.itemsize):
+        return x, np.empty((1, B, G), x.dtype), pack(w_ih, transpose=True, beside=w_hh)
+    return x[:, :, :0], project(x, w_ih), pack(w_hh, transpose=True)
+
+
+def project(x: np.ndarray, w_ih: np.ndarray) -> np.ndarray:
+    """x W_ih^T for every step at once, (n, B, G) from x (n, B, I): the input projection."""
+    n, B, I = x.shape
+    xp = np.empty((n * B, w_ih.shape[0]), x.dtype)
+    gemm(x.reshape(n * B, I), w_ih.T, xp)
+    return xp.reshape(n, B, -1)
 
 
 def _gemm(a, b, out, n):
@@ -143,11 +193,21 @@ def _tiles_fit(a, b) -> bool:
     return b.shape[1] >= panel_width(b.dtype.itemsize) and a.nbytes <= TILES_BYTES
 
 
+# Least K at which a float32 product by a transposed view (x W_ih^T) runs through the tiles: at
+# the LSTM 512 and 1024 projections, (400, K) by (K, 4K), they ran at 198-199 GFLOP/s with the
+# transpose packing against BLAS's 175-182; at K = 64 and 256, and in float64, BLAS was as fast or faster.
+TRANSPOSED_MIN_K = 512
+
+
 def gemm(a, b, out):
     """out = a @ b (a and out C-contiguous). Through the tiles where they fit and b is C-contiguous
-    (its packing a copy of rows); else a's rows split over the threads, a BLAS call each."""
-    if b.flags.c_contiguous and _tiles_fit(a, b):
-        _tiles(a.shape[0], b.shape[1], a.shape[1])(a, pack(b, transpose=False), out, False, 0, a.shape[0])
+    (its packing a copy of rows) or a float32 transposed view with K >= TRANSPOSED_MIN_K; else a's
+    rows split over the threads, a BLAS call each."""
+    rows = b.flags.c_contiguous
+    transposed = not rows and b.T.flags.c_contiguous and b.itemsize == 4 and a.shape[1] >= TRANSPOSED_MIN_K
+    if (rows or transposed) and _tiles_fit(a, b):
+        packed = pack(b, transpose=False) if rows else pack(b.T, transpose=True)
+        _tiles(a.shape[0], b.shape[1], a.shape[1])(a, packed, out, False, 0, a.shape[0])
     else:
         n = _parts(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1])
         GEMM[n > 1](a, b, out, n)

@@ -1,35 +1,40 @@
 """Vanilla RNN (tanh or relu): the recurrence of one layer and direction, forward and backward.
 
-    forward   h_t = act(xp_t + W_hh h_{t-1} + (b_ih + b_hh))          xp_t = W_ih x_t, from the caller
+    forward   h_t = act(W_ih x_t + W_hh h_{t-1} + (b_ih + b_hh))
     backward  dh_t = dy_t + carry;  da_t = dh_t * act'(h_t);  carry = W_hh^T da_t
 
 ``da`` is the gradient of the pre-activation for the input and recurrent sides alike; the
-weight gradients are then whole-sequence products made by the caller. W_hh^T (forward) and W_hh
-(backward) come packed for ``matmul.recurrent``. Each part of the batch runs on a thread of its
-own (``threads.batch_split``): rows lo .. hi-1.
+weight gradients are then whole-sequence products made by the caller. A forward step's product
+is ``matmul.step_product``'s (the input side projected beforehand or joined to the step); the
+backward's multiplies by W_hh packed for ``matmul.recurrent``. Each part of the batch runs on a
+thread of its own (``threads.batch_split``): rows lo .. hi-1.
 """
 import numpy as np
 from numba import prange
 
 from rnnbench.backends.base import forward_bias
-from rnnbench.backends.cpu.activations import activate, activate_grad
-from rnnbench.backends.cpu.matmul import pack, recurrent
+from rnnbench.backends.cpu.activations import KERNEL_OPTIONS, activate, activate_grad
+from rnnbench.backends.cpu.matmul import pack, recurrent, step_operands, step_product
+from rnnbench.backends.cpu.planes import put_columns
 from rnnbench.backends.cpu.threads import compiled, part_rows, parts, run_parts
 
 
-def _rnn_forward(xp, w_hh_t, bias, h0, reverse, relu, h, chunk, parallel):
-    n, B, H = xp.shape
-    hp = np.empty((B, H), h0.dtype)
+def _rnn_forward(x, pre, w_t, bias, h0, reverse, relu, h, chunk, parallel):
+    n, B, I = x.shape
+    H = h0.shape[1]
+    xh = np.empty((B, I + H), h0.dtype)  # [x_t, h_{t-1}]: the rows of a step's product
     for part in prange(parts(B, chunk)):
         lo, hi = part_rows(part, chunk, B)
-        h_prev = h0
+        put_columns(xh, I, h0, lo, hi)
         for s in range(n):
             t = n - 1 - s if reverse else s
-            recurrent(h_prev, w_hh_t, hp, lo, hi, parallel)
+            a_t = step_product(x, pre, w_t, xh, t, lo, hi, parallel)
+            h_t = h[t]
             for b in range(lo, hi):
                 for j in range(H):
-                    h[t, b, j] = activate(xp[t, b, j] + hp[b, j] + bias[j], relu)
-            h_prev = h[t]
+                    h_new = activate(a_t[b, j] + bias[j], relu)
+                    h_t[b, j] = h_new
+                    xh[b, I + j] = h_new
 
 
 def _rnn_backward(w_hh, h, dy, dh_n, reverse, relu, da, hidden, chunk, parallel):
@@ -52,15 +57,17 @@ def _rnn_backward(w_hh, h, dy, dh_n, reverse, relu, da, hidden, chunk, parallel)
 
 
 # (one thread, every thread): batch_split's parts, each running the whole sequence of its rows
-rnn_forward = compiled(_rnn_forward, error_model="numpy")
-rnn_backward = compiled(_rnn_backward, error_model="numpy")
+rnn_forward = compiled(_rnn_forward, **KERNEL_OPTIONS)
+rnn_backward = compiled(_rnn_backward, **KERNEL_OPTIONS)
 
 
-def forward(cell, xp, w, h0, c0, reverse, store):
-    n, B, H = xp.shape
+def forward(cell, x, w, h0, c0, reverse, store):
+    n, B, _ = x.shape
+    H = h0.shape[1]
     h = np.empty((n, B, H), h0.dtype)
-    run_parts(rnn_forward, B, H, H, xp.itemsize, xp, pack(w.w_hh, transpose=True), forward_bias(cell.name, w), h0,
-              reverse, cell.nonlinearity == "relu", h)
+    inputs, pre, w_t = step_operands(x, w.w_ih, w.w_hh)
+    run_parts(rnn_forward, B, H, w_t.shape[1], x.itemsize, inputs, pre, w_t, forward_bias(cell.name, w), h0, reverse,
+              cell.nonlinearity == "relu", h)
     return {"h": h}, h[0 if reverse else -1], None
 
 

@@ -15,6 +15,8 @@ import types
 import numba
 from numba import njit
 
+from rnnbench.backends.cpu.microkernel import MAX_ROWS
+
 
 PARALLEL_MIN = 1 << 16  # multiply-adds (or elements moved) below which one thread wins
 
@@ -44,6 +46,20 @@ def batch_split(B: int, N: int, K: int, itemsize: int) -> tuple:
     if chunk < B and N * K * itemsize <= SHARED_BYTES:
         return chunk, False
     return B, True
+
+
+# Largest [W_ih | W_hh]^T that a step's product reads whole, the input projection joined to it
+# (``fuses``). Measured against the projection as one GEMM before the recurrence (LSTM, float32, two
+# threads, one process alternating): 1.05-1.22x as fast from 0.1 to 7.5 MiB at batches of 8 to 64,
+# 0.96x at 8 MiB with B = 16 (each part rereads it from L3 every step); at batches of 1 and 4
+# 0.78-1.06x (a product of one row per weight it reads).
+FUSED_BYTES = 6 << 20
+
+
+def fuses(B: int, N: int, K: int, itemsize: int) -> bool:
+    """Whether a recurrence of batch B should multiply [x_t, h_{t-1}] (K columns) by a (K, N)
+    matrix each step rather than add a projection of every x_t made beforehand."""
+    return B >= MAX_ROWS and N * K * itemsize <= FUSED_BYTES
 
 
 def run_parts(kernel: tuple, B: int, N: int, K: int, itemsize: int, *args):
