@@ -145,6 +145,17 @@ def test_whole_sequence_products(rows, width):
     np.testing.assert_allclose(acc, 1 + g.T @ x, rtol=1e-13, atol=1e-13 * np.abs(g.T @ x).max())
 
 
+def test_weight_gradients_of_a_large_float64_input_in_slices_of_it(monkeypatch):
+    """A float64 a over TILES_BYTES runs through the tiles slice by slice of its rows."""
+    monkeypatch.setattr(matmul, "TILES_BYTES", 40 * 8 * 7)  # slices of 7 rows of a
+    rb.set_num_threads(2)
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((30, 40)), rng.standard_normal((30, 50))
+    acc = np.ones((40, 50))
+    matmul.gemm_tn_add(a, b, acc)
+    np.testing.assert_allclose(acc, 1 + a.T @ b, rtol=1e-13, atol=1e-13 * np.abs(a.T @ b).max())
+
+
 def test_batch_split_into_parts_of_whole_row_tiles():
     from rnnbench.backends.cpu.threads import SHARED_BYTES, batch_split
     from rnnbench.runtime import pinned_threads
