@@ -24,7 +24,8 @@ its work over Numba's threads itself:
   the same tiles, reading a^T through a transposed view and adding into out, in work items of a
   panel x 64 rows and slices of 256 k. Through BLAS (the steps split over the threads, partial sums
   added) it ran at 110 GFLOP/s at LSTM 1024 / 16 / 25 against the tiles' 188 (float32); BLAS stays
-  for inputs narrower than a panel and gradients of more than 8 MiB.
+  for inputs narrower than a panel and float32 gradients of more than 8 MiB (float64's run through
+  the tiles in slices).
 """
 import numba
 import numpy as np
