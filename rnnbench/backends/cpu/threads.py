@@ -52,13 +52,14 @@ def batch_split(B: int, N: int, K: int, itemsize: int) -> tuple:
 # (``fuses``). Measured against the projection as one GEMM before the recurrence (LSTM, float32, two
 # threads, one process alternating): 1.05-1.22x as fast from 0.1 to 7.5 MiB at batches of 8 to 64,
 # 0.96x at 8 MiB with B = 16 (each part rereads it from L3 every step); at batches of 1 and 4
-# 0.78-1.06x (a product of one row per weight it reads).
+# 0.78-1.06x (the input's weights reread every step for one to four rows).
 FUSED_BYTES = 6 << 20
 
 
 def fuses(B: int, N: int, K: int, itemsize: int) -> bool:
     """Whether a recurrence of batch B should multiply [x_t, h_{t-1}] (K columns) by a (K, N)
-    matrix each step rather than add a projection of every x_t made beforehand."""
+    matrix each step rather than add a projection of every x_t made beforehand: where a full row
+    tile of the batch uses each weight read, and the matrix is small enough to read every step."""
     return B >= MAX_ROWS and N * K * itemsize <= FUSED_BYTES
 
 
