@@ -146,6 +146,23 @@ def test_measure_speed_rows_are_consistent():
     assert set(r.columns) == {"cpu", "reference", "gemm"} and (r > 0).all().all()
 
 
+def test_short_calls_are_timed_after_an_untimed_call_of_their_own():
+    from rnnbench.analysis.timing import SETTLE_BELOW, Timed, time_interleaved
+
+    calls = {"short": 0, "long": 0}
+
+    def clock_of(key, seconds):
+        def clock(run):
+            run()
+            return seconds
+        return Timed(lambda: calls.__setitem__(key, calls[key] + 1), clock=clock)
+
+    stats = time_interleaved({"short": clock_of("short", SETTLE_BELOW / 10), "long": clock_of("long", 1.0)},
+                             repeats=3, warmup=1)
+    assert calls == {"short": 1 + 2 * 3, "long": 1 + 3}  # settled before each timed call; not the long one
+    assert len(stats["short"].samples) == len(stats["long"].samples) == 3
+
+
 def test_flop_model_and_gemm_shapes_agree():
     for config in (Config("lstm", 5, 3, 7, 11), Config("gru", 4, 2, 3, 5, num_layers=2, bidirectional=True)):
         for phase in ("fwd", "bwd", "fwd+bwd"):

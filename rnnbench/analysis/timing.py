@@ -65,16 +65,29 @@ class Timed:
         return self.clock(self.run)
 
 
+# Calls shorter than this (in the warm-up round) are timed after an untimed call of their own: the
+# item before them in the round (another framework) leaves its cache contents and its threads'
+# spinning behind, and a short call pays for them. Measured (2 cores, LSTM (100, 1, 32, 32) forward):
+# rnnbench 0.09-0.11 ms alone, 0.14 interleaved, 0.10-0.11 settled; torch 0.23-0.24 / 0.26-0.27 /
+# 0.24; forward+BPTT rnnbench 0.26-0.31 / 0.35-0.39 / 0.29-0.30, torch 0.57-0.61 / 0.59-0.61 /
+# 0.57-0.59. At LSTM 512 / 16 / 25 (9-11 ms) all three within the machine's noise.
+SETTLE_BELOW = 0.05
+
+
 def time_interleaved(items: dict, repeats: int, warmup: int = 1) -> dict:
     """Time every item ``repeats`` times after ``warmup`` untimed rounds, round-robin, so that
-    a slow spell of the machine hits every item alike. Returns {key: Stats}."""
+    a slow spell of the machine hits every item alike; an item whose warm-up call took under
+    SETTLE_BELOW seconds runs once untimed before each timed call. Returns {key: Stats}."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0; got repeats={repeats}, warmup={warmup}")
+    settle = dict.fromkeys(items, False)
     for _ in range(warmup):
-        for item in items.values():
-            item.once()
+        for key, item in items.items():
+            settle[key] = item.once() < SETTLE_BELOW
     samples = {key: [] for key in items}
     for _ in range(repeats):
         for key, item in items.items():
+            if settle[key]:
+                item.once()
             samples[key].append(item.once())
     return {key: Stats(tuple(v)) for key, v in samples.items()}
