@@ -48,9 +48,9 @@ def block():
             vec = ir.VectorType(scalar, n)
             w_row = _elements(builder, ww, itemsize)[0]
             o_p, o_k = _elements(builder, oo, itemsize, 3)[:2]
-            one = ir.Constant(row0.type, 1)
+            i64 = row0.type
             src = builder.gep(ww.data, [builder.add(builder.mul(row0, w_row), k0)])
-            rows = [builder.load(builder.bitcast(builder.gep(src, [builder.mul(ir.Constant(one.type, c), w_row)]),
+            rows = [builder.load(builder.bitcast(builder.gep(src, [builder.mul(ir.Constant(i64, c), w_row)]),
                                                  vec.as_pointer()), align=1) for c in range(n)]
             b = n // 2
             while b:
@@ -58,7 +58,7 @@ def block():
                 b //= 2
             dst = builder.gep(oo.data, [builder.add(builder.add(builder.mul(p0, o_p), builder.mul(d0, o_k)), col0)])
             for r in range(n):
-                builder.store(rows[r], builder.bitcast(builder.gep(dst, [builder.mul(ir.Constant(one.type, r), o_k)]),
+                builder.store(rows[r], builder.bitcast(builder.gep(dst, [builder.mul(ir.Constant(i64, r), o_k)]),
                                                        vec.as_pointer()), align=1)
             return context.get_dummy_value()
 
