@@ -17,8 +17,7 @@ from numba import prange
 
 from rnnbench.backends.base import forward_bias
 from rnnbench.backends.cpu.activations import KERNEL_OPTIONS, sigmoid, tanh
-from rnnbench.backends.cpu.matmul import pack, recurrent, step_operands, step_product
-from rnnbench.backends.cpu.planes import put_columns
+from rnnbench.backends.cpu.matmul import pack, recurrent, step_operands, step_product, step_rows
 from rnnbench.backends.cpu.threads import compiled, part_rows, parts, run_parts
 
 GATES = ("input", "forget", "cell", "output")  # the tape's keys: CellSpec.gate_names
@@ -27,11 +26,10 @@ GATES = ("input", "forget", "cell", "output")  # the tape's keys: CellSpec.gate_
 def _lstm_forward(x, pre, w_t, bias, h0, c0, reverse, h, c, gi, gf, gg, go, chunk, parallel):
     n, B, I = x.shape
     H = h0.shape[1]
-    xh = np.empty((B, I + H), h0.dtype)  # [x_t, h_{t-1}]: the rows of a step's product
+    xh = step_rows(x, h0)
     c_run = c0.copy()
     for part in prange(parts(B, chunk)):
         lo, hi = part_rows(part, chunk, B)
-        put_columns(xh, I, h0, lo, hi)
         for s in range(n):
             t = n - 1 - s if reverse else s
             a_t = step_product(x, pre, w_t, xh, t, lo, hi, parallel)

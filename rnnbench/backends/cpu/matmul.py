@@ -142,10 +142,19 @@ def recurrent(a, w, out, lo, hi, parallel, add=False):
 
 
 @njit(inline="always")
+def step_rows(x, h0):
+    """xh (B, I + H), the rows of ``step_product``: [x_t, h_{t-1}], entered with h0 from column I."""
+    I = x.shape[2]
+    xh = np.empty((h0.shape[0], I + h0.shape[1]), h0.dtype)
+    put_columns(xh, I, h0, 0, h0.shape[0])
+    return xh
+
+
+@njit(inline="always")
 def step_product(x, pre, w_t, xh, t, lo, hi, parallel):
     """A step's pre-activations a_t (rows lo .. hi-1) from ``step_operands``: [x_t, h_{t-1}]
     [W_ih | W_hh]^T into pre's one step, or, x without columns, pre[t] += h_{t-1} W_hh^T onto the
-    projection. xh (B, I + H) holds h_{t-1} from column I on; x_t is put before it here."""
+    projection. xh (``step_rows``) holds h_{t-1} from column I on; x_t is put before it here."""
     put_columns(xh, 0, x[t], lo, hi)
     a_t = pre[t % pre.shape[0]]
     recurrent(xh, w_t, a_t, lo, hi, parallel, x.shape[2] == 0)
