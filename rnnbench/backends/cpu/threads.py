@@ -23,7 +23,7 @@ PARALLEL_MIN = 1 << 16  # multiply-adds (or elements moved) below which one thre
 
 def use_parallel(M: int, N: int, K: int = 1) -> bool:
     """Whether an (M, K) x (K, N) product (or M x N elements' copy) runs on every thread."""
-    return numba.get_num_threads() > 1 and M * N * K >= PARALLEL_MIN
+    return M * N * K >= PARALLEL_MIN and numba.get_num_threads() > 1  # the lookup costs a microsecond
 
 
 # Largest matrix (packed W_hh) that parts of the batch read whole every step: measured with two
