@@ -83,12 +83,14 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
     carried = max(window_floats(layer) for layer in range(L))
     bwd_extra = be.BACKWARD_FLOATS[spec.name] * H  # the backend's gate gradients
 
-    def packed(rows: int) -> int:
-        """Floats per row of the packed copy of a window's layer input or h_{t-1} that the weight
-        gradients read where the window's gate gradients are at most ``PACKED_WINDOW_BYTES`` (the
-        cpu backend's, matmul.gemm_tn_add). It lives before the input gradients are made, so it
-        counts against the window's ``carried`` floats, not beside them."""
-        return max(max(widths), H) if rows * spec.gates * H * item <= be.PACKED_WINDOW_BYTES else 0
+    def weight_floats(rows: int) -> int:
+        """Floats per row that the weight gradients hold beside the gate gradients: a copy of
+        h_{t-1} (``SHIFTED_STATES``) and, where the window's gate gradients are at most
+        ``PACKED_WINDOW_BYTES``, the packed copy of the layer input or of h_{t-1} (the cpu
+        backend's, matmul.gemm_tn_add). They live before the input gradients are made, so they
+        count against the window's ``carried`` floats, not beside them."""
+        shifted = H if be.SHIFTED_STATES else 0
+        return max(max(widths), shifted + H) if rows * spec.gates * H * item <= be.PACKED_WINDOW_BYTES else shifted
 
     # parameter-sized buffers: the gradients and a product's temporary; streaming also sums them
     params = sum(D * spec.gates * H * (w + H + 2) for w in widths) * (3 if strategy == "streaming" else 2)
@@ -99,7 +101,7 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
         # the top layer's concatenated output lives only until the caller drops it; lower ones
         # are the next layer's input and stay in its tape
         kept = L * D * tape + (L - 1) * out
-        return int(((kept + max(fwd_extra, out, bwd_extra + max(carried, packed(steps * B)))) * steps * B + params)
+        return int(((kept + max(fwd_extra, out, bwd_extra + max(carried, weight_floats(steps * B)))) * steps * B + params)
                    * item)
     c = checkpoint_every(chunk or "sqrt", T)
     states = (2 if spec.has_cell_state else 1) * H * (math.ceil(T / c) - 1)

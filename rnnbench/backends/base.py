@@ -147,6 +147,7 @@ class Backend(Protocol):
     BACKWARD_FLOATS: dict[str, int]  # ... and a backward
     RECURRENT_COPIES: int  # copies of W_hh a pass holds (the cpu backend's packed panels)
     PACKED_WINDOW_BYTES: int  # gate gradients up to this size: a backward packs its input or h_{t-1} window
+    SHIFTED_STATES: bool  # a backward copies h_{t-1} of every step beside the gate gradients (dW_hh in one product)
     WARMUP_SHAPES: tuple  # (batch, hidden) of the calls that compile every kernel (runtime.warmup)
 
     def forward(self, cell: CellSpec, w: LayerWeights, x: np.ndarray, h0: np.ndarray,

@@ -82,6 +82,7 @@ class ReferenceBackend:
     BACKWARD_FLOATS = {"rnn_tanh": 0, "rnn_relu": 0, "lstm": 0, "gru": 0}
     RECURRENT_COPIES = 0
     PACKED_WINDOW_BYTES = 0
+    SHIFTED_STATES = False
     WARMUP_SHAPES = ((1, 2),)
 
     def forward(self, cell, w, x, h0, c0, reverse, store) -> Tape:

@@ -31,6 +31,17 @@ def _flat(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1, a.shape[-1])
 
 
+def _previous_states(h: np.ndarray, h0: np.ndarray, reverse: bool) -> np.ndarray:
+    """h_{t-1} beside each step's row of the flattened (n B, H) h: h shifted one step, h0 entering.
+    dW_hh is then one product; as two (h0's rows apart) it read and wrote all of dW_hh once more:
+    LSTM 1024 / 16 / 25 float32 22.0 against 18.0 ms, 512 4.55 against 4.36, even from H = 256 down."""
+    first, inner, prev = previous_rows(len(h) // len(h0), len(h0), reverse)
+    out = np.empty_like(h)
+    out[first] = h0
+    out[inner] = h[prev]
+    return out
+
+
 class CpuBackend:
     name = "cpu"
     arrays = HostArrays()
@@ -45,6 +56,7 @@ class CpuBackend:
     BACKWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 6}
     RECURRENT_COPIES = 1  # W_hh (or W_hh^T) packed for the step's product (matmul.pack)
     PACKED_WINDOW_BYTES = matmul.TILES_BYTES  # gate gradients up to this size: the window is packed
+    SHIFTED_STATES = True  # _previous_states
     # one part of the batch; and parts on every thread (threads.batch_split), given two or more
     WARMUP_SHAPES = ((1, 2), (2 * MAX_ROWS + 1, 64))
 
@@ -58,17 +70,12 @@ class CpuBackend:
             hidden, cell_grad = np.zeros((2, 1) + dy.shape[1:], dy.dtype)
         dgx, dgh, dh0, dc0 = KERNELS[cell.name].backward(
             cell, w, tape, dy, dh_n, dc_n, reverse, hidden, cell_grad)
-        B = dy.shape[1]
         gx, gh, h = _flat(dgx), _flat(dgh), _flat(tape.h)
         gemm_tn_add(gx, _flat(tape.x), grads.w_ih)
         db = gx.sum(axis=0)
         grads.b_ih += db
         grads.b_hh += db if gh is gx else gh.sum(axis=0)
-        # dW_hh = sum_t dgh_t^T h_{t-1}: h shifted one step against dgh, plus the entering state.
-        first, inner, prev = previous_rows(len(h) // B, B, reverse)
-        gemm_tn_add(gh[first], tape.h0, grads.w_hh)
-        if len(h) > B:
-            gemm_tn_add(gh[inner], h[prev], grads.w_hh)
+        gemm_tn_add(gh, _previous_states(h, tape.h0, reverse), grads.w_hh)  # dW_hh = sum_t dgh_t^T h_{t-1}
         dx = np.empty((len(gx), w.w_ih.shape[1]), gx.dtype)
         gemm(gx, w.w_ih, dx)
         dx = dx.reshape(tape.x.shape)

@@ -213,6 +213,7 @@ class CudaBackend:
     BACKWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 6}
     RECURRENT_COPIES = 1  # W_hh^T beside W_hh (DeviceWeights)
     PACKED_WINDOW_BYTES = 0
+    SHIFTED_STATES = False
     WARMUP_SHAPES = ((1, 2),)
 
     def __init__(self, path: str = "auto"):
