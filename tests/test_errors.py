@@ -64,6 +64,25 @@ def test_non_finite_input_and_weights(lstm, bad):
         lstm(x64(5, 2, 3))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [7, 70_000])  # one thread; both threads (PARALLEL_MIN elements and more)
+def test_finiteness_scan_finds_every_non_finite_value(dtype, size):
+    """check_finite's scan (backends/cpu/finite.py) against numpy: NaN, inf and -inf anywhere, in
+    arrays of C and Fortran order and in strided views."""
+    from rnnbench.checks import check_finite
+
+    a = np.random.default_rng(0).standard_normal(size).astype(dtype)
+    for array in (a, a.reshape(size // 7, 7).T, a[::3]):
+        check_finite("a", array)
+        for bad in (np.nan, np.inf, -np.inf):
+            for where in (0, array.size // 2, array.size - 1):
+                b = array.copy(order="K")
+                b.flat[where] = bad
+                expected = "NaN" if np.isnan(bad) else "inf"
+                with pytest.raises(ValueError, match=f"a contains {expected}"):
+                    check_finite("a", b)
+
+
 def test_bad_states(lstm):
     x = x64(5, 2, 3)
     with pytest.raises(TypeError, match=r"an LSTM's hx must be a tuple \(h0, c0\)"):

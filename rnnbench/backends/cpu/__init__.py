@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnbench.backends.base import BackwardResult, HostArrays, LayerWeights, Tape, previous_rows
-from rnnbench.backends.cpu import gru, lstm, matmul, rnn
+from rnnbench.backends.cpu import finite, gru, lstm, matmul, rnn
 from rnnbench.backends.cpu.matmul import gemm, gemm_tn_add
 from rnnbench.backends.cpu.microkernel import MAX_ROWS
 from rnnbench.runtime import keep_freed_memory, single_threaded_numba_blas
@@ -24,7 +24,7 @@ def dispatchers() -> list:
     cells = [kernel for mod, prefix in ((rnn, "rnn"), (lstm, "lstm"), (gru, "gru"))
              for pass_ in ("forward", "backward") for kernel in getattr(mod, f"{prefix}_{pass_}")]
     return cells + [matmul._serial, matmul._parallel, *matmul.PACK_ROWS, *matmul.PACK_COLUMNS, *matmul.GEMM,
-                    *matmul.GEMM_TN_ADD]
+                    *matmul.GEMM_TN_ADD, *finite.ALL_FINITE]
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
