@@ -38,6 +38,34 @@ def test_second_process_loads_compiled_kernels_from_the_cache(tmp_path):
     assert any(tmp_path.rglob("*.nbi"))
 
 
+FINITE_SCRIPT = """
+import json
+import numpy as np
+from rnnbench.backends.cpu import finite
+finite.all_finite(np.zeros(3, np.float32))
+print(json.dumps(sum(finite.ALL_FINITE[0].stats.cache_misses.values())))
+"""
+
+
+def test_cache_built_from_other_sources_is_flushed(tmp_path):
+    """The kernels inline code from sibling modules that Numba does not key them on
+    (backends/cpu/kernel_cache.py): a cache whose digest of the sources differs is not used."""
+    from rnnbench.backends.cpu.kernel_cache import DIGEST_FILE, sources_digest
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+
+    def misses():
+        return json.loads(subprocess.run([sys.executable, "-c", FINITE_SCRIPT], env=env, check=True,
+                                         capture_output=True, text=True).stdout)
+
+    assert misses() == 1  # compiled and saved
+    assert misses() == 0  # loaded
+    (stamp,) = tmp_path.rglob(DIGEST_FILE)
+    stamp.write_text("digest of other sources")
+    assert misses() == 1  # flushed, compiled again
+    assert stamp.read_text() == sources_digest() and misses() == 0
+
+
 def test_warmup_reports_first_call_time_per_cell_and_dtype():
     seconds = rb.warmup(cells=("gru",), dtypes=("float32",))
     assert list(seconds) == [("gru", "float32")] and seconds[("gru", "float32")] > 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnbench.backends.base import BackwardResult, HostArrays, LayerWeights, Tape, previous_rows
-from rnnbench.backends.cpu import finite, gru, lstm, matmul, rnn
+from rnnbench.backends.cpu import finite, gru, kernel_cache, lstm, matmul, rnn
 from rnnbench.backends.cpu.matmul import gemm, gemm_tn_add
 from rnnbench.backends.cpu.microkernel import MAX_ROWS
 from rnnbench.runtime import keep_freed_memory, single_threaded_numba_blas
@@ -25,6 +25,9 @@ def dispatchers() -> list:
              for pass_ in ("forward", "backward") for kernel in getattr(mod, f"{prefix}_{pass_}")]
     return cells + [matmul._serial, matmul._parallel, *matmul.PACK_ROWS, *matmul.PACK_COLUMNS, *matmul.GEMM,
                     *matmul.GEMM_TN_ADD, *finite.ALL_FINITE]
+
+
+kernel_cache.drop_stale(dispatchers())
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
