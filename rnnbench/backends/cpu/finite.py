@@ -1,8 +1,9 @@
 """The finiteness scan behind ``checks.check_finite``, which every forward runs over the weights.
 
 numpy's ``isfinite(a).all()`` writes a boolean array and reads it again; one pass of x - x (0 for
-a finite x, NaN for NaN and inf) summed on both threads ran 5-7x as fast over 4 and 16 MiB here
-(LSTM 1024's W_hh in float32: 0.10 against 0.76 ms) and 4x at 4 KiB (0.4 against 1.9 us).
+a finite x, NaN for NaN and inf) summed on both threads ran 3x as fast over 4 MiB here and 7x over
+16 MiB (LSTM 1024's W_hh in float32: 0.10 against 0.76 ms), and on one thread 4-5x at 16 KiB (0.4
+against 1.9 us).
 """
 import numpy as np
 from numba import prange
