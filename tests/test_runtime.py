@@ -66,6 +66,37 @@ def test_cache_built_from_other_sources_is_flushed(tmp_path):
     assert stamp.read_text() == sources_digest() and misses() == 0
 
 
+NESTED_SCRIPT = """
+import sys
+import numpy as np
+from rnnbench.backends.cpu import matmul, rnn
+T, B, I, H = 4, 2, 3, 5
+if sys.argv[1] == "tiles":  # matmul's parallel tile loop called by itself: compiled and cached
+    w = matmul.pack(np.ones((H, H)), transpose=True)
+    matmul._parallel(np.ones((B, H)), w, np.empty((B, w.shape[0] * w.shape[2])), False, 0, B)
+else:  # the serial rnn kernel, which calls that loop: compiled (the loop from the cache), then loaded
+    inputs, pre, w_t = matmul.step_operands(np.ones((T, B, I)), np.ones((H, I)), np.ones((H, H)) / H)
+    h = np.empty((T, B, H))
+    rnn.rnn_forward[0](inputs, pre, w_t, np.zeros(H), np.zeros((B, H)), False, False, h, B, False)
+    print(sum(rnn.rnn_forward[0].stats.cache_hits.values()), float(h.sum()))
+"""
+
+
+def test_a_kernel_calling_a_cached_parallel_loop_loads_from_the_cache(tmp_path):
+    """numba#8578: such a kernel is cached without the hook that starts Numba's threading layer; a
+    fresh process that loaded it first segfaulted until the backend started the layer at import."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+
+    def run(stage):
+        r = subprocess.run([sys.executable, "-c", NESTED_SCRIPT, stage], env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout.split()
+
+    run("tiles")
+    compiled, loaded = run("kernel"), run("kernel")
+    assert compiled[0] == "0" and loaded[0] == "1" and loaded[1] == compiled[1]
+
+
 def test_warmup_reports_first_call_time_per_cell_and_dtype():
     seconds = rb.warmup(cells=("gru",), dtypes=("float32",))
     assert list(seconds) == [("gru", "float32")] and seconds[("gru", "float32")] > 0

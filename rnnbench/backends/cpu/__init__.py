@@ -12,6 +12,7 @@ import numpy as np
 
 from rnnbench.backends.base import BackwardResult, HostArrays, LayerWeights, Tape, previous_rows
 from rnnbench.backends.cpu import finite, gru, kernel_cache, lstm, matmul, rnn
+from rnnbench.backends.cpu.threads import launch_threads
 from rnnbench.backends.cpu.matmul import gemm, gemm_tn_add
 from rnnbench.backends.cpu.microkernel import MAX_ROWS
 from rnnbench.runtime import keep_freed_memory, single_threaded_numba_blas
@@ -28,6 +29,7 @@ def dispatchers() -> list:
 
 
 kernel_cache.drop_stale(dispatchers())
+launch_threads()
 
 
 def _flat(a: np.ndarray) -> np.ndarray:

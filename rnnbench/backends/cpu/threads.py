@@ -63,6 +63,16 @@ def fuses(B: int, N: int, K: int, itemsize: int) -> bool:
     return B >= MAX_ROWS and N * K * itemsize <= FUSED_BYTES
 
 
+def launch_threads() -> None:
+    """Start Numba's threading layer now, before any kernel loads from Numba's cache. A serial kernel
+    calling a parallel one (a recurrence calling matmul's tile loop) is cached without the hook that
+    starts the layer where the parallel callee itself came from the cache as the kernel compiled
+    (numba#8578, numba#9950): loaded first in a fresh process, its calls into the layer jumped to
+    address 0 (seen as a segfault after one process had called the tile loop directly, another had
+    then compiled the kernel)."""
+    numba.get_num_threads()  # launches the layer
+
+
 def run_parts(kernel: tuple, B: int, N: int, K: int, itemsize: int, *args):
     """Call a recurrence, ``compiled``'s (serial, parallel) pair, on ``batch_split``'s parts: its
     last two arguments (chunk, parallel) follow ``args``, and the parallel compilation runs where
