@@ -14,7 +14,7 @@ from rnnbench.analysis.speed import measure_speed
 from rnnbench.analysis.truncation import truncation_experiment
 from rnnbench.layers import RecurrentLayer
 
-from .common import CELLS, THREADS, pin_threads
+from .common import CELLS, COMPILED_CELLS, THREADS, pin_threads
 
 COMPILE_SCRIPT = """
 import json, time
@@ -26,7 +26,7 @@ print(json.dumps(time.perf_counter() - start))
 
 
 class TrackCompile:
-    params = [CELLS]
+    params = [COMPILED_CELLS]
     param_names = ["cell"]
     unit = "seconds"
     timeout = 300

@@ -11,10 +11,18 @@ from rnnbench.layers import RecurrentLayer
 # RNNBENCH_ASV_THREADS for a machine of your own.
 THREADS = int(os.environ.get("RNNBENCH_ASV_THREADS", "1"))
 
+# CI's smoke run (.ci/run) proves that every benchmark runs, not what it measures: with
+# RNNBENCH_ASV_SMOKE=1 the sizes shrink to the smallest and the cold compile to one cell (asv's
+# quick run took 333 s of CI's 20 minutes without it).
+SMOKE = os.environ.get("RNNBENCH_ASV_SMOKE") == "1"
+
 CELLS = ["rnn_tanh", "lstm", "gru"]
+COMPILED_CELLS = CELLS[:1] if SMOKE else CELLS  # TrackCompile: each a cold compile in a fresh cache
 BACKENDS = ["cpu", "reference", "cuda"]
 # (T, B, I, H): small; the seeds' stock example; DeepBench's LSTM 512/16/25 (input = hidden)
 SIZES = {"small": (50, 8, 32, 32), "seeds": (100, 30, 4, 256), "deepbench": (25, 16, 512, 512)}
+if SMOKE:
+    SIZES = {"small": SIZES["small"]}
 
 
 def pin_threads():

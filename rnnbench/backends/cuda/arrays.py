@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda
+from numba import config, cuda
 
 from rnnbench.backends.cuda.memory import empty, on_device
 
-THREADS = 256
+THREADS = 32 if config.ENABLE_CUDASIM else 256  # a block's threads (the simulator runs each as a Python thread)
 
 
 @cuda.jit

@@ -13,7 +13,12 @@ import numpy as np
 from numba import config, cuda, float32, float64
 
 BK = 16  # depth of a staged slice
-T = 4 if config.ENABLE_CUDASIM else 16  # threads per block side (the simulator runs each as a Python thread)
+# Block sizes: the simulator runs each thread of a block as a Python thread and polls them all in
+# turn, so there they are small (tests/cuda_backend under it: 161 s with blocks of 128 and 256, 117 s
+# with these).
+T = 4 if config.ENABLE_CUDASIM else 16  # threads per block side
+SUM_THREADS = 32 if config.ENABLE_CUDASIM else 128  # column_sums: threads of a block along j
+TILE, TILE_ROWS = (8, 2) if config.ENABLE_CUDASIM else (32, 8)  # transpose: a TILE x TILE tile, TILE x TILE_ROWS threads
 RM, RN = 8, 4  # sums per thread along M and N (register tile; 8 x 4 measured fastest of 2x2, 4x4, 8x4, 4x8)
 
 
@@ -109,25 +114,25 @@ def column_sums(a, out, chunks=64):
 
     N = a.shape[1]
     part = empty((min(chunks, a.shape[0]), N), out.dtype)
-    _chunk_sums[(math.ceil(N / 128), part.shape[0]), (128, 1)](a, part, False)
-    _chunk_sums[(math.ceil(N / 128), 1), (128, 1)](part, out.reshape(1, N), True)
+    _chunk_sums[(math.ceil(N / SUM_THREADS), part.shape[0]), (SUM_THREADS, 1)](a, part, False)
+    _chunk_sums[(math.ceil(N / SUM_THREADS), 1), (SUM_THREADS, 1)](part, out.reshape(1, N), True)
 
 
 @cuda.jit
 def transpose(a, out):
-    """out = a^T, through a 32 x 33 shared tile so reads and writes are both coalesced."""
-    tile = cuda.shared.array((32, 33), float64)
+    """out = a^T, through a TILE x (TILE + 1) shared tile so reads and writes are both coalesced."""
+    tile = cuda.shared.array((TILE, TILE + 1), float64)
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    r0, c0 = cuda.blockIdx.y * 32, cuda.blockIdx.x * 32
-    for dy in range(ty, 32, 8):
+    r0, c0 = cuda.blockIdx.y * TILE, cuda.blockIdx.x * TILE
+    for dy in range(ty, TILE, TILE_ROWS):
         if r0 + dy < a.shape[0] and c0 + tx < a.shape[1]:
             tile[dy, tx] = a[r0 + dy, c0 + tx]
     cuda.syncthreads()
-    for dy in range(ty, 32, 8):
+    for dy in range(ty, TILE, TILE_ROWS):
         if c0 + dy < a.shape[1] and r0 + tx < a.shape[0]:
             out[c0 + dy, r0 + tx] = tile[tx, dy]
 
 
 def transposed(a, out):
-    transpose[(math.ceil(a.shape[1] / 32), math.ceil(a.shape[0] / 32)), (32, 8)](a, out)
+    transpose[(math.ceil(a.shape[1] / TILE), math.ceil(a.shape[0] / TILE)), (TILE, TILE_ROWS)](a, out)
     return out
