@@ -19,6 +19,7 @@ BK = 16  # depth of a staged slice
 T = 4 if config.ENABLE_CUDASIM else 16  # threads per block side
 SUM_THREADS = 32 if config.ENABLE_CUDASIM else 128  # column_sums: threads of a block along j
 TILE, TILE_ROWS = (8, 2) if config.ENABLE_CUDASIM else (32, 8)  # transpose: a TILE x TILE tile, TILE x TILE_ROWS threads
+TILE_PADDED = TILE + 1  # its shared array's rows (padded against bank conflicts): a constant, as CUDA needs
 RM, RN = 8, 4  # sums per thread along M and N (register tile; 8 x 4 measured fastest of 2x2, 4x4, 8x4, 4x8)
 
 
@@ -121,7 +122,7 @@ def column_sums(a, out, chunks=64):
 @cuda.jit
 def transpose(a, out):
     """out = a^T, through a TILE x (TILE + 1) shared tile so reads and writes are both coalesced."""
-    tile = cuda.shared.array((TILE, TILE + 1), float64)
+    tile = cuda.shared.array((TILE, TILE_PADDED), float64)
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     r0, c0 = cuda.blockIdx.y * TILE, cuda.blockIdx.x * TILE
     for dy in range(ty, TILE, TILE_ROWS):
