@@ -117,13 +117,17 @@ def test_packing_a_matrix_beside_another(K):
     np.testing.assert_array_equal(matmul.pack(w_ih, True, beside=w_hh), matmul.pack(np.hstack([w_ih, w_hh]), True))
 
 
-@pytest.mark.parametrize("dtype, K", [(np.float32, 512), (np.float32, 40), (np.float64, 512)])
-def test_projection_by_a_transposed_view(dtype, K):
-    """x W^T: through the tiles with W packed by its rows for float32 from K = 512, else BLAS."""
+@pytest.mark.parametrize("dtype, K, rows, tiles", [(np.float32, 512, 37, True), (np.float32, 40, 37, False),
+                                                   (np.float32, 160, 37, True), (np.float32, 160, 400, False),
+                                                   (np.float64, 512, 37, False)])
+def test_projection_by_a_transposed_view(dtype, K, rows, tiles):
+    """x W^T: through the tiles with W packed by its rows for float32 from K = 512, or from K = 128
+    for at most 320 rows of x; else BLAS."""
     rb.set_num_threads(2)
     rng = np.random.default_rng(K)
-    x, w = rng.standard_normal((37, K)).astype(dtype), rng.standard_normal((70, K)).astype(dtype)
-    out = np.empty((37, 70), dtype)
+    x, w = rng.standard_normal((rows, K)).astype(dtype), rng.standard_normal((70, K)).astype(dtype)
+    assert matmul._transposed_tiles(x, w.T) == tiles
+    out = np.empty((rows, 70), dtype)
     matmul.gemm(x, w.T, out)
     expected = x.astype(np.float64) @ w.T.astype(np.float64)
     tol = 1e-5 if dtype == np.float32 else 1e-13

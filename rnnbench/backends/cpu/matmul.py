@@ -203,18 +203,27 @@ def _tiles_fit(a, b) -> bool:
     return b.shape[1] >= panel_width(b.dtype.itemsize) and a.nbytes <= TILES_BYTES
 
 
-# Least K at which a float32 product by a transposed view (x W_ih^T) runs through the tiles: at
-# the LSTM 512 and 1024 projections, (400, K) by (K, 4K), they ran at 198-199 GFLOP/s with the
-# transpose packing against BLAS's 175-182; at K = 64 and 256, and in float64, BLAS was as fast or faster.
+# Where a float32 product by a transposed view (x W_ih^T) runs through the tiles: from K = 512 (at
+# the LSTM 512 and 1024 projections, (400, K) by (K, 4K), 198-199 GFLOP/s with the transpose
+# packing against BLAS's 175-182; at K = 64 and 256, and in float64, BLAS was as fast or faster),
+# or for a short a, of one sequence, from K = 128: one process, alternating (BLAS / tiles),
+# (150, 256) by (256, 1024) 0.56 / 0.48 ms, (200, 128) by (128, 512) 0.175 / 0.164, (256, 256) by
+# (256, 1024) 0.82 / 0.79, (300, ...) even; at K = 32, (672, 32) by (32, 128), BLAS 0.041 / 0.052.
 TRANSPOSED_MIN_K = 512
+SHORT_ROWS, SHORT_MIN_K = 320, 128
+
+
+def _transposed_tiles(a, b) -> bool:
+    K = a.shape[1]
+    return b.itemsize == 4 and (K >= TRANSPOSED_MIN_K or (len(a) <= SHORT_ROWS and K >= SHORT_MIN_K))
 
 
 def gemm(a, b, out):
     """out = a @ b (a and out C-contiguous). Through the tiles where they fit and b is C-contiguous
-    (its packing a copy of rows) or a float32 transposed view with K >= TRANSPOSED_MIN_K; else a's
+    (its packing a copy of rows) or a float32 transposed view where ``_transposed_tiles``; else a's
     rows split over the threads, a BLAS call each."""
     rows = b.flags.c_contiguous
-    transposed = not rows and b.T.flags.c_contiguous and b.itemsize == 4 and a.shape[1] >= TRANSPOSED_MIN_K
+    transposed = not rows and b.T.flags.c_contiguous and _transposed_tiles(a, b)
     if (rows or transposed) and _tiles_fit(a, b):
         packed = pack(b, transpose=False) if rows else pack(b.T, transpose=True)
         _tiles(a.shape[0], b.shape[1], a.shape[1])(a, packed, out, False, 0, a.shape[0])
