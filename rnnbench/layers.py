@@ -182,7 +182,9 @@ class RecurrentLayer:
         for name, p in self._params.items():
             check_finite(f"parameter {name}", p)
         D, arrays = self.num_directions, self.backend.arrays
-        tapes, masks, h_n, c_n = [], [], [], []
+        tapes, masks = [], []
+        h_n = np.empty((self.num_layers * D, B, self.hidden_size), self.dtype)  # filled as the runs end
+        c_n = None if c0 is None else np.empty_like(h_n)
         layer_input = x
         for layer in range(self.num_layers):
             runs = []
@@ -191,8 +193,9 @@ class RecurrentLayer:
                 run = bptt.run_forward(self.backend, self.cell, self._weights(layer, d), layer_input,
                                        h0[i], None if c0 is None else c0[i], d == 1, every, grad)
                 runs.append(run)
-                h_n.append(run.h_n)
-                c_n.append(run.c_n)
+                h_n[i] = run.h_n
+                if c_n is not None:
+                    c_n[i] = run.c_n
             out = arrays.join([r.h for r in runs])
             tapes.append(runs)
             if layer < self.num_layers - 1 and self.training and self.dropout > 0:
@@ -204,8 +207,6 @@ class RecurrentLayer:
                 masks.append(None)
                 layer_input = out
         self._record = _Record(tapes, masks, T, B, unbatched) if grad else None
-        h_n = np.stack(h_n)
-        c_n = None if c0 is None else np.stack(c_n)
         return self._present_output(arrays.host(out), unbatched), self._present_state(h_n, c_n, unbatched)
 
     def _check_input(self, x):
