@@ -29,10 +29,16 @@ def test_every_kernel_is_cached():
         assert isinstance(k._cache, numba.core.caching.FunctionCache), k
 
 
+def _fresh_process(script: str, cache, *args) -> str:
+    """The stdout of ``script`` run by a new interpreter whose Numba cache is ``cache``."""
+    r = subprocess.run([sys.executable, "-c", script, *args], env=dict(os.environ, NUMBA_CACHE_DIR=str(cache)),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
 def test_second_process_loads_compiled_kernels_from_the_cache(tmp_path):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    runs = [json.loads(subprocess.run([sys.executable, "-c", SCRIPT], env=env, check=True,
-                                      capture_output=True, text=True).stdout) for _ in range(2)]
+    runs = [json.loads(_fresh_process(SCRIPT, tmp_path)) for _ in range(2)]
     assert runs[0]["misses"] >= 8  # the first process compiled and saved (serial and parallel kernels)
     assert runs[1]["misses"] == 0 and runs[1]["hits"] >= 8  # the second loaded every kernel
     assert any(tmp_path.rglob("*.nbi"))
@@ -52,11 +58,8 @@ def test_cache_built_from_other_sources_is_flushed(tmp_path):
     (backends/cpu/kernel_cache.py): a cache whose digest of the sources differs is not used."""
     from rnnbench.backends.cpu.kernel_cache import DIGEST_FILE, sources_digest
 
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-
     def misses():
-        return json.loads(subprocess.run([sys.executable, "-c", FINITE_SCRIPT], env=env, check=True,
-                                         capture_output=True, text=True).stdout)
+        return json.loads(_fresh_process(FINITE_SCRIPT, tmp_path))
 
     assert misses() == 1  # compiled and saved
     assert misses() == 0  # loaded
@@ -85,12 +88,8 @@ else:  # the serial rnn kernel, which calls that loop: compiled (the loop from t
 def test_a_kernel_calling_a_cached_parallel_loop_loads_from_the_cache(tmp_path):
     """numba#8578: such a kernel is cached without the hook that starts Numba's threading layer; a
     fresh process that loaded it first segfaulted until the backend started the layer at import."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-
     def run(stage):
-        r = subprocess.run([sys.executable, "-c", NESTED_SCRIPT, stage], env=env, capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr[-2000:]
-        return r.stdout.split()
+        return _fresh_process(NESTED_SCRIPT, tmp_path, stage).split()
 
     run("tiles")
     compiled, loaded = run("kernel"), run("kernel")
