@@ -124,6 +124,11 @@ def _pick(x, y, j):
     return x[:, j], y[j]
 
 
+# Steps left out of ``steps_per_s`` (and of torch's rate) at the start of a process: the first load
+# the kernels from Numba's cache or compile them (seconds on an empty cache) and fault in the tape.
+WARMUP_STEPS = 2
+
+
 def train_run(task: str, cell: str, seq_len: int, hidden_size: int = 32, optimizer: str = "adam",
               lr: float = 1e-2, clip: float | None = 1.0, truncation=None, scale: float | None = None,
               stream: int | None = None, steps: int = 1500, batch: int = 32, eval_every: int = 100,
@@ -158,7 +163,8 @@ def train_run(task: str, cell: str, seq_len: int, hidden_size: int = 32, optimiz
     resumed = path is not None and path.exists()
     if resumed:  # the checkpoint was saved right after evaluating run.step
         run.restore(path, model, opt, problem.stream)
-    for step in range(run.step, steps + 1):
+    first = run.step
+    for step in range(first, steps + 1):
         if (step % eval_every == 0 or step == steps) and not (resumed and step == run.step):
             run.final = _evaluate(model, problem, step, base, run.rows)
             if path is not None and step < steps:
@@ -179,8 +185,9 @@ def train_run(task: str, cell: str, seq_len: int, hidden_size: int = 32, optimiz
             run.final = float("nan")
             break
         opt.step(g)
-        run.elapsed += time.perf_counter() - start
-        run.done += 1
+        if step - first >= WARMUP_STEPS:
+            run.elapsed += time.perf_counter() - start
+            run.done += 1
         if st:
             st.state = h_n
         run.rows.append(dict(base, metric="loss", step=step, value=value, unit=""))
@@ -203,7 +210,7 @@ class _Run:
     rows: list
     rng: np.random.Generator
     step: int = 0
-    done: int = 0  # optimizer steps taken
+    done: int = 0  # optimizer steps timed (elapsed): those after a process's WARMUP_STEPS
     elapsed: float = 0.0
     final: float = float("nan")
 
@@ -246,7 +253,7 @@ def torch_steps_per_s(model, problem: Problem, batch, optimizer, lr, clip, rng, 
     head = nn.Linear(rnn.hidden_size, model.output_size)
     params = list(trnn.parameters()) + list(head.parameters())
     opt = {"sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}[optimizer](params, lr=lr)
-    batches = [problem.sample(batch, rng) for _ in range(steps + 2)]
+    batches = [problem.sample(batch, rng) for _ in range(steps + WARMUP_STEPS)]
     elapsed = 0.0
     for i, (x, y) in enumerate(batches):
         start = time.perf_counter()
@@ -261,7 +268,7 @@ def torch_steps_per_s(model, problem: Problem, batch, optimizer, lr, clip, rng, 
         if clip:
             nn.utils.clip_grad_norm_(params, clip)
         opt.step()
-        if i >= 2:  # two warm-up steps
+        if i >= WARMUP_STEPS:
             elapsed += time.perf_counter() - start
     return steps / elapsed
 

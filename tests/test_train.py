@@ -193,3 +193,25 @@ def test_a_series_forecast_is_read_against_autoreg():
     assert table["learned"].iloc[0] == ("yes" if ratio < 1 else "no")
     assert learning_readings(table) == [f"ar, GRU: held-out MSE / AutoReg(tau)'s = {ratio:.2f} at tau = 3 "
                                         "(below 1: the network forecasts better than the classical fit)."]
+
+
+def test_steps_per_s_leaves_out_the_first_steps(monkeypatch):
+    """A process's first steps load or compile the kernels (seconds on an empty cache): the rate
+    leaves them out, as torch's does its warm-up steps."""
+    import time
+
+    from rnnbench.models import SequenceModel
+    from rnnbench.train import WARMUP_STEPS
+
+    calls, forward = [0], SequenceModel.__call__
+
+    def slow_first(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] <= WARMUP_STEPS:
+            time.sleep(0.5)  # a compile
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(SequenceModel, "__call__", slow_first)
+    rows = train_run("adding", "rnn_tanh", 4, hidden_size=8, steps=WARMUP_STEPS + 6, eval_every=100, batch=4)
+    rate = next(r["value"] for r in rows if r["metric"] == "steps_per_s")
+    assert rate > 50  # 6 steps of a few ms; with the two slow steps in, under 6 / 1 s
