@@ -31,19 +31,21 @@ def _gru_forward(xp, w_hh_t, bias, h0, reverse, h, gr, gz, gn, ghn, chunk, paral
     h_run = h0.copy()  # h_{t-1}, apart from the tape h (planes.py)
     for part in prange(parts(B, chunk)):
         lo, hi = part_rows(part, chunk, B)
+        hp_p, h_p = hp[lo:hi], h_run[lo:hi]  # the part's rows (threads.py: rows from 0)
         for s in range(n):
             t = n - 1 - s if reverse else s
             recurrent(h_run, w_hh_t, hp, lo, hi, parallel)
             k = t % gr.shape[0]
-            r_t, z_t, n_t, hn_t, x_t, h_t = gr[k], gz[k], gn[k], ghn[k], xp[t], h[t]
-            for b in range(lo, hi):
+            r_t, z_t, n_t, hn_t = gr[k, lo:hi], gz[k, lo:hi], gn[k, lo:hi], ghn[k, lo:hi]
+            x_t, h_t = xp[t, lo:hi], h[t, lo:hi]
+            for b in range(hi - lo):
                 for j in range(H):
-                    r = sigmoid(x_t[b, j] + hp[b, j] + bias[j])
-                    z = sigmoid(x_t[b, H + j] + hp[b, H + j] + bias[H + j])
-                    hn = hp[b, 2 * H + j] + bias[3 * H + j]
+                    r = sigmoid(x_t[b, j] + hp_p[b, j] + bias[j])
+                    z = sigmoid(x_t[b, H + j] + hp_p[b, H + j] + bias[H + j])
+                    hn = hp_p[b, 2 * H + j] + bias[3 * H + j]
                     cand = tanh(x_t[b, 2 * H + j] + bias[2 * H + j] + r * hn)
-                    h_new = (one - z) * cand + z * h_run[b, j]
-                    h_run[b, j] = h_new
+                    h_new = (one - z) * cand + z * h_p[b, j]
+                    h_p[b, j] = h_new
                     h_t[b, j] = h_new
                     r_t[b, j], z_t[b, j], n_t[b, j], hn_t[b, j] = r, z, cand, hn
 
@@ -58,29 +60,33 @@ def _gru_backward(w_hh, gr, gz, gn, ghn, h, h0, dy, dh_n, reverse, dax, dah, hid
     kept = hidden.shape[0]  # n, or 1: a scratch step the caller does not keep (no branch in the loop)
     for part in prange(parts(B, chunk)):
         lo, hi = part_rows(part, chunk, B)
+        # the part's rows
+        dh_p, d_r_p, d_z_p, d_n_p, d_nr_p = dh[lo:hi], d_r[lo:hi], d_z[lo:hi], d_n[lo:hi], d_nr[lo:hi]
+        direct_p = direct[lo:hi]
         for s in range(n):
             t = s if reverse else n - 1 - s
             prev = t + 1 if reverse else t - 1
-            h_prev = h[prev] if 0 <= prev < n else h0
-            r_t, z_t, n_t, hn_t, dy_t, hid_t = gr[t], gz[t], gn[t], ghn[t], dy[t], hidden[t % kept]
-            for b in range(lo, hi):
+            h_prev = (h[prev] if 0 <= prev < n else h0)[lo:hi]
+            r_t, z_t, n_t, hn_t = gr[t, lo:hi], gz[t, lo:hi], gn[t, lo:hi], ghn[t, lo:hi]
+            dy_t, hid_t = dy[t, lo:hi], hidden[t % kept, lo:hi]
+            for b in range(hi - lo):
                 for j in range(H):
                     r, z, cand, hn = r_t[b, j], z_t[b, j], n_t[b, j], hn_t[b, j]
-                    d_h = dy_t[b, j] + dh[b, j]
+                    d_h = dy_t[b, j] + dh_p[b, j]
                     hid_t[b, j] += d_h
                     dn = d_h * (one - z) * (one - cand * cand)
-                    d_n[b, j] = dn
-                    d_nr[b, j] = dn * r
-                    d_z[b, j] = d_h * (h_prev[b, j] - cand) * z * (one - z)
-                    d_r[b, j] = dn * hn * r * (one - r)
-                    direct[b, j] = d_h * z
+                    d_n_p[b, j] = dn
+                    d_nr_p[b, j] = dn * r
+                    d_z_p[b, j] = d_h * (h_prev[b, j] - cand) * z * (one - z)
+                    d_r_p[b, j] = dn * hn * r * (one - r)
+                    direct_p[b, j] = d_h * z
             for k, (x_side, h_side) in enumerate(((d_r, d_r), (d_z, d_z), (d_n, d_nr))):
                 put_columns(dax[t], k * H, x_side, lo, hi)
                 put_columns(dah[t], k * H, h_side, lo, hi)
             recurrent(dah[t], w_hh, dh, lo, hi, parallel)
-            for b in range(lo, hi):
+            for b in range(hi - lo):
                 for j in range(H):
-                    dh[b, j] += direct[b, j]
+                    dh_p[b, j] += direct_p[b, j]
     return dh
 
 

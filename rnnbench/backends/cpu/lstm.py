@@ -30,23 +30,25 @@ def _lstm_forward(x, pre, w_t, bias, h0, c0, reverse, h, c, gi, gf, gg, go, chun
     c_run = c0.copy()
     for part in prange(parts(B, chunk)):
         lo, hi = part_rows(part, chunk, B)
+        c_p, xh_p = c_run[lo:hi], xh[lo:hi]  # the part's rows (threads.py: rows from 0)
         for s in range(n):
             t = n - 1 - s if reverse else s
-            a_t = step_product(x, pre, w_t, xh, t, lo, hi, parallel)
+            a_t = step_product(x, pre, w_t, xh, t, lo, hi, parallel)[lo:hi]
             k = t % gi.shape[0]
-            i_t, f_t, g_t, o_t, c_t, h_t = gi[k], gf[k], gg[k], go[k], c[t % c.shape[0]], h[t]
-            for b in range(lo, hi):
+            i_t, f_t, g_t, o_t = gi[k, lo:hi], gf[k, lo:hi], gg[k, lo:hi], go[k, lo:hi]
+            c_t, h_t = c[t % c.shape[0], lo:hi], h[t, lo:hi]
+            for b in range(hi - lo):
                 for j in range(H):
                     i = sigmoid(a_t[b, j] + bias[j])
                     f = sigmoid(a_t[b, H + j] + bias[H + j])
                     g = tanh(a_t[b, 2 * H + j] + bias[2 * H + j])
                     o = sigmoid(a_t[b, 3 * H + j] + bias[3 * H + j])
-                    c_new = f * c_run[b, j] + i * g
-                    c_run[b, j] = c_new
+                    c_new = f * c_p[b, j] + i * g
+                    c_p[b, j] = c_new
                     c_t[b, j] = c_new
                     h_new = o * tanh(c_new)
                     h_t[b, j] = h_new
-                    xh[b, I + j] = h_new
+                    xh_p[b, I + j] = h_new
                     i_t[b, j], f_t[b, j], g_t[b, j], o_t[b, j] = i, f, g, o
 
 
@@ -58,41 +60,43 @@ def _lstm_backward(w_hh, gi, gf, gg, go, c, c0, dy, dh_n, dc_n, reverse, da, hid
     kept = hidden.shape[0]  # n, or 1: a scratch step the caller does not keep (no branch in the loop)
     for part in prange(parts(B, chunk)):
         lo, hi = part_rows(part, chunk, B)
+        dh_p, dc_p, d_c_p, d_ho_p = dh[lo:hi], dc[lo:hi], d_c[lo:hi], d_ho[lo:hi]  # the part's rows
         for s in range(n):
             t = s if reverse else n - 1 - s
             prev = t + 1 if reverse else t - 1
-            c_prev = c[prev] if 0 <= prev < n else c0
-            i_t, f_t, g_t, o_t, c_t, dy_t = gi[t], gf[t], gg[t], go[t], c[t], dy[t]
-            hid_t, cell_t, da_t = hidden[t % kept], cell[t % kept], da[t]
-            for b in range(lo, hi):
+            c_prev = (c[prev] if 0 <= prev < n else c0)[lo:hi]
+            i_t, f_t, g_t, o_t = gi[t, lo:hi], gf[t, lo:hi], gg[t, lo:hi], go[t, lo:hi]
+            c_t, dy_t, da_t = c[t, lo:hi], dy[t, lo:hi], da[t, lo:hi]
+            hid_t, cell_t = hidden[t % kept, lo:hi], cell[t % kept, lo:hi]
+            for b in range(hi - lo):
                 for j in range(H):
-                    d_h = dy_t[b, j] + dh[b, j]
+                    d_h = dy_t[b, j] + dh_p[b, j]
                     tc = tanh(c_t[b, j])
                     o = o_t[b, j]
-                    dcv = dc[b, j] + d_h * o * (one - tc * tc)
+                    dcv = dc_p[b, j] + d_h * o * (one - tc * tc)
                     hid_t[b, j] += d_h
                     cell_t[b, j] += dcv
-                    d_c[b, j] = dcv
-                    d_ho[b, j] = d_h * tc
-                    dc[b, j] = dcv * f_t[b, j]
+                    d_c_p[b, j] = dcv
+                    d_ho_p[b, j] = d_h * tc
+                    dc_p[b, j] = dcv * f_t[b, j]
             # one loop per gate block of da_t: a loop storing into one array at one offset vectorises
-            for b in range(lo, hi):
+            for b in range(hi - lo):
                 for j in range(H):
                     i = i_t[b, j]
-                    da_t[b, j] = d_c[b, j] * g_t[b, j] * i * (one - i)
-            for b in range(lo, hi):
+                    da_t[b, j] = d_c_p[b, j] * g_t[b, j] * i * (one - i)
+            for b in range(hi - lo):
                 for j in range(H):
                     f = f_t[b, j]
-                    da_t[b, H + j] = d_c[b, j] * c_prev[b, j] * f * (one - f)
-            for b in range(lo, hi):
+                    da_t[b, H + j] = d_c_p[b, j] * c_prev[b, j] * f * (one - f)
+            for b in range(hi - lo):
                 for j in range(H):
                     g = g_t[b, j]
-                    da_t[b, 2 * H + j] = d_c[b, j] * i_t[b, j] * (one - g * g)
-            for b in range(lo, hi):
+                    da_t[b, 2 * H + j] = d_c_p[b, j] * i_t[b, j] * (one - g * g)
+            for b in range(hi - lo):
                 for j in range(H):
                     o = o_t[b, j]
-                    da_t[b, 3 * H + j] = d_ho[b, j] * o * (one - o)
-            recurrent(da_t, w_hh, dh, lo, hi, parallel)
+                    da_t[b, 3 * H + j] = d_ho_p[b, j] * o * (one - o)
+            recurrent(da[t], w_hh, dh, lo, hi, parallel)
     return dh, dc
 
 

@@ -24,15 +24,16 @@ def _rnn_forward(x, pre, w_t, bias, h0, reverse, relu, h, chunk, parallel):
     xh = step_rows(x, h0)
     for part in prange(parts(B, chunk)):
         lo, hi = part_rows(part, chunk, B)
+        xh_p = xh[lo:hi]  # the part's rows (threads.py: rows from 0)
         for s in range(n):
             t = n - 1 - s if reverse else s
-            a_t = step_product(x, pre, w_t, xh, t, lo, hi, parallel)
-            h_t = h[t]
-            for b in range(lo, hi):
+            a_t = step_product(x, pre, w_t, xh, t, lo, hi, parallel)[lo:hi]
+            h_t = h[t, lo:hi]
+            for b in range(hi - lo):
                 for j in range(H):
                     h_new = activate(a_t[b, j] + bias[j], relu)
                     h_t[b, j] = h_new
-                    xh[b, I + j] = h_new
+                    xh_p[b, I + j] = h_new
 
 
 def _rnn_backward(w_hh, h, dy, dh_n, reverse, relu, da, hidden, chunk, parallel):
@@ -42,14 +43,15 @@ def _rnn_backward(w_hh, h, dy, dh_n, reverse, relu, da, hidden, chunk, parallel)
     kept = hidden.shape[0]  # n, or 1: a scratch step the caller does not keep (no branch in the loop)
     for part in prange(parts(B, chunk)):
         lo, hi = part_rows(part, chunk, B)
+        dh_p = dh[lo:hi]  # the part's rows
         for s in range(n):
             t = s if reverse else n - 1 - s
-            hid_t = hidden[t % kept]
-            for b in range(lo, hi):
+            h_t, dy_t, da_t, hid_t = h[t, lo:hi], dy[t, lo:hi], da[t, lo:hi], hidden[t % kept, lo:hi]
+            for b in range(hi - lo):
                 for j in range(H):
-                    d = dy[t, b, j] + dh[b, j]
+                    d = dy_t[b, j] + dh_p[b, j]
                     hid_t[b, j] += d
-                    da[t, b, j] = d * activate_grad(h[t, b, j], relu, one)
+                    da_t[b, j] = d * activate_grad(h_t[b, j], relu, one)
             recurrent(da[t], w_hh, dh, lo, hi, parallel)
     return dh
 

@@ -9,6 +9,12 @@ each step's gate math stays with the rows its product just made (``batch_split``
 One sequence, a batch too small to give each thread 4 rows, or a W_hh too large for the threads
 to read whole every step from a shared cache, splits each step's product over its panels of
 columns instead, the gate math on one thread.
+
+A kernel's gate loops run over views of its part's rows from row 0 (``a[lo:hi]``), not over rows
+lo .. hi-1 of the whole arrays: with those bounds LLVM kept the vectorised loop's alias checks (a
+dozen arrays, pairwise) inside the loop over rows, about 100 cycles a row, and the LSTM's forward
+kernel at (T, B, I, H) = (100, 8, 1, 32) took 1.58x as long, (100, 32, 1, 32) 1.37x; from H = 128
+on, even (float32, one process, alternating, bit-identical outputs).
 """
 import types
 
