@@ -10,6 +10,7 @@ import datetime
 import importlib.util
 import itertools
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -157,6 +158,21 @@ def sweep_options(section: str):
     return wrap
 
 
+PIPED_WIDTH = 200  # columns of the tables printed into a log, a pipe or CI
+
+
+def _console():
+    """The console of the tables on stdout. rich lays them out in 80 columns where stdout is not a
+    terminal, which cut a results table's values short in a log; there it takes PIPED_WIDTH
+    (COLUMNS, where set, still decides). A terminal too narrow wraps a value (``rich_table``)."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=PIPED_WIDTH)
+    return console
+
+
 def _executor(workers, scheduler):
     """A context manager giving the function that runs tasks into a folder."""
     import contextlib
@@ -220,9 +236,7 @@ def _run_sweep(tasks, out, resume, quiet, command, workers=None, scheduler=None)
 
 
 def _finish(folder, frame, failures, quiet, as_json, tables):
-    from rich.console import Console
-
-    console = Console()
+    console = _console()
     if as_json:
         click.echo(json.dumps({"folder": str(folder.path), "rows": len(frame), "failures": failures,
                                "tables": {name: t.to_dict(orient="records") for name, t in tables.items()}},
@@ -489,8 +503,6 @@ def report(results, out):
 @click.option("--json", "as_json", is_flag=True)
 def compare(a, b, threshold, metric, as_json):
     """B against A as ratios per configuration; exit code 1 on a regression."""
-    from rich.console import Console
-
     from rnnbench.report import compare_frames, rich_table
     from rnnbench.results import load, load_meta
 
@@ -507,7 +519,7 @@ def compare(a, b, threshold, metric, as_json):
         click.echo(json.dumps({"regressions": regressions, "note": note, "rows": table.to_dict(orient="records")},
                               default=str))
     else:
-        Console().print(rich_table(table, f"{metric}: B / A (threshold {threshold})"))
+        _console().print(rich_table(table, f"{metric}: B / A (threshold {threshold})"))
         if note:
             click.echo(note)
         click.echo(f"{regressions} regression(s), {int((table['verdict'] == 'improvement').sum())} improvement(s)")
@@ -518,7 +530,6 @@ def compare(a, b, threshold, metric, as_json):
 @main.command()
 def info():
     """Versions, CPU, threads, GPU or simulator status, torch."""
-    from rich.console import Console
     from rich.table import Table
 
     from rnnbench.results import environment
@@ -536,4 +547,4 @@ def info():
     table.add_row("gpu", env["gpu"])
     table.add_row("platform", env["platform"])
     table.add_row("git commit", env["git_commit"] or "-")
-    Console().print(table)
+    _console().print(table)

@@ -237,7 +237,7 @@ def rich_table(table: pd.DataFrame, title: str):
 
     t = Table(title=title)
     for col in table.columns:
-        t.add_column(str(col), justify="right")
+        t.add_column(str(col), justify="right", overflow="fold")  # a narrow terminal wraps, never cuts, a value
     for row in table.itertuples(index=False):
         t.add_row(*(_fmt(v) for v in row))
     return t

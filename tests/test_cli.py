@@ -172,6 +172,18 @@ def test_compare_flags_regressions(swept, tmp_path):
     assert invoke("compare", str(swept / "run"), str(slow), "--threshold", "0.5").exit_code == 2
 
 
+def test_tables_keep_their_values_in_a_pipe_and_a_narrow_terminal(swept, monkeypatch):
+    """Printed into a pipe (a log, CI), a table is not laid out in 80 columns (rich's default
+    there, which cut values short); a narrow terminal (COLUMNS) wraps a value rather than cutting it."""
+    args = ("compare", str(swept / "run"), str(swept / "run"))
+    monkeypatch.delenv("COLUMNS", raising=False)
+    wide = invoke(*args).output.splitlines()
+    assert "…" not in "".join(wide) and max(map(len, wide)) > 80
+    monkeypatch.setenv("COLUMNS", "60")
+    narrow = invoke(*args).output.splitlines()
+    assert "…" not in "".join(narrow) and max(map(len, narrow)) <= 60
+
+
 def test_info():
     r = invoke("info")
     assert r.exit_code == 0
