@@ -315,6 +315,7 @@ class RecurrentLayer:
                     dyd = dy if D == 1 else arrays.direction(dy, d, H)
                     dxd = self._direction_backward(rec, acc, layer, d, a, b, dyd, dh, dc)
                     dx = dxd if dx is None else arrays.add(dx, dxd)
+                    del dxd  # else the next backward runs beside it
                 if layer > 0:
                     mask = rec.masks[layer - 1]
                     dy = dx if mask is None else arrays.masked(dx, mask[a : b + 1])
@@ -340,6 +341,7 @@ class RecurrentLayer:
                 if dx is None:
                     dx = np.empty((b - a + 1,) + r.dx.shape[1:], self.dtype)
                 dx[p - a : q - a + 1] = self.backend.arrays.host(r.dx)
+            del r  # else the next piece's backward runs beside this one's input gradient
         if (b == rec.T - 1) if reverse else (a == 0):  # the window starts at h0
             acc.h0[i] += dh
             if acc.c0 is not None:

@@ -34,10 +34,15 @@ def test_tracemalloc_sees_allocations_inside_numba_code():
 
 @pytest.mark.parametrize("cell", CELLS3)
 @pytest.mark.parametrize("strategy, chunk", [("full", None), ("checkpoint", None), ("streaming", 50)])
-def test_model_agrees_with_measured_peak_within_10_percent(cell, strategy, chunk):
-    rows = measure_memory(Config(cell, 1000, 4, 8, 32, dtype="float64"), "cpu", strategy, chunk)
+@pytest.mark.parametrize("config", [dict(seq_len=1000, batch=4, input_size=8, hidden_size=32, dtype="float64"),
+                                    dict(seq_len=100, batch=8, input_size=16, hidden_size=32, num_layers=2,
+                                         bidirectional=True, dtype="float32")], ids=["deep", "stacked"])
+def test_model_agrees_with_measured_peak(cell, strategy, chunk, config):
+    """Within 5%; streaming within 10%: a chunk's arrays are small beside the Python objects of a
+    step, which the model leaves out."""
+    rows = measure_memory(Config(cell, **config), "cpu", strategy, chunk)
     peak, model = rows[0]["value"], rows[1]["value"]
-    assert abs(model - peak) <= 0.1 * peak, (peak, model)
+    assert abs(model - peak) <= (0.1 if strategy == "streaming" else 0.05) * peak, (peak, model)
 
 
 def test_memory_grows_linearly_for_full_and_stays_flat_for_streaming():

@@ -56,9 +56,10 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
     Per step and batch row, in floats: every layer and direction keeps its tape
     (``CellSpec.tape_floats_per_unit`` x H; bidirectional layers also their concatenated
     output, 2H, but the top layer's, which the caller drops); on top of that the larger of the forward's projection (``FORWARD_FLOATS``) and
-    the backward's working set (``bwd_extra`` below); and parameter-sized buffers (the
-    gradients and a product's temporary, one more for streaming's running sum, and the backend's
-    own copies of a W_hh).
+    the backward's working set (``bwd_extra`` below); parameter-sized buffers (the gradients,
+    streaming's running sum of them, and the largest weight a backend copies: ``packed``); and per
+    batch row, whatever the length, the states: entering and leaving (h0, h_n, and c0, c_n for
+    LSTM) and their gradients.
     ``checkpoint`` keeps outputs for every step, the states entering each of the T/c segments,
     and one segment's tape and buffers; ``streaming`` holds one chunk of it all.
     """
@@ -74,14 +75,15 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
 
     def window_floats(layer: int) -> int:
         """Whole-window arrays while ``layer`` is differentiated: the input gradient of each
-        direction until they are summed, the input-gradient accumulator, the gradient arriving
-        from the layer above (the top layer's is the caller's) and, for two directions, the
-        contiguous half of it that each direction reads."""
+        direction until they are summed, the gradient arriving from the layer above (the top
+        layer's is the caller's) and, for two directions, the contiguous half of it that each
+        direction reads."""
         above = D * H if layer < L - 1 else 0
-        return D * widths[layer] + I + above + (H if D == 2 else 0)
+        return D * widths[layer] + above + (H if D == 2 else 0)
 
     carried = max(window_floats(layer) for layer in range(L))
-    bwd_extra = be.BACKWARD_FLOATS[spec.name] * H  # the backend's gate gradients
+    # the backend's gate gradients, and the input's gradient, summed from the backward's start
+    bwd_extra = be.BACKWARD_FLOATS[spec.name] * H + I
 
     def weight_floats(rows: int) -> int:
         """Floats per row that the weight gradients hold beside the gate gradients: a copy of
@@ -92,22 +94,34 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
         shifted = H if be.SHIFTED_STATES else 0
         return max(max(widths), shifted + H) if rows * spec.gates * H * item <= be.PACKED_WINDOW_BYTES else shifted
 
-    # parameter-sized buffers: the gradients and a product's temporary; streaming also sums them
-    params = sum(D * spec.gates * H * (w + H + 2) for w in widths) * (3 if strategy == "streaming" else 2)
-    params += be.RECURRENT_COPIES * spec.gates * H * H  # one pass runs at a time
+    grads = sum(D * spec.gates * H * (w + H + 2) for w in widths) * (2 if strategy == "streaming" else 1)
+    # the largest weight the backend copies at a time (W_hh packed for a pass, W_ih for the input
+    # gradient): not alive while the weight gradients' products run
+    packed = be.RECURRENT_COPIES * spec.gates * H * max(widths + [H])
+    # states, (B, H) each: entering every layer and direction, their gradients and the gradients
+    # arriving with h_n (c_n); in the backward of one, the carried gradient, its copy in the kernel,
+    # the scratch of the hidden and cell gradients not kept, and a zero state
+    k = 2 if spec.has_cell_state else 1
+    ends = 3 * k * L * D * H + (2 * k + 3) * H
 
     if strategy in ("full", "streaming"):
-        steps = T if strategy == "full" else min(chunk, T)
+        rows = (T if strategy == "full" else min(chunk, T)) * B
         # the top layer's concatenated output lives only until the caller drops it; lower ones
         # are the next layer's input and stay in its tape
         kept = L * D * tape + (L - 1) * out
-        return int(((kept + max(fwd_extra, out, bwd_extra + max(carried, weight_floats(steps * B)))) * steps * B + params)
-                   * item)
+        with_packed = max(fwd_extra, out, bwd_extra + carried) * rows + packed
+        beside_weights = (bwd_extra + weight_floats(rows)) * rows
+        return int((kept * rows + ends * B + grads + max(with_packed, beside_weights)) * item)
     c = checkpoint_every(chunk or "sqrt", T)
-    states = (2 if spec.has_cell_state else 1) * H * (math.ceil(T / c) - 1)
+    states = k * H * math.ceil(T / c)  # copies of the states leaving each segment
     kept = L * D * (H * T + states) + (L - 1) * out * T
-    segment = (tape + max(fwd_extra, bwd_extra)) * c  # one layer and direction recomputed at a time
-    return int(((kept + max(out * T, segment + carried * T)) * B + params) * item)
+    # one layer and direction recomputed at a time, beside the window's arrays: its segment's tape
+    # and the piece's input gradient or weight buffers
+    rows = c * B
+    with_packed = (tape + max(fwd_extra, bwd_extra - I + max(widths))) * rows + packed
+    beside_weights = (tape + bwd_extra - I + weight_floats(rows)) * rows
+    window = (carried + I) * T * B
+    return int(((kept + ends) * B + grads + max(out * T * B, window + max(with_packed, beside_weights))) * item)
 
 
 def check_memory_backend(backend: str) -> None:

@@ -50,7 +50,7 @@ def streaming_step(runner, chunk: int) -> dict:
     m, x, go = runner.model, runner.x, runner.grad_output
     grads, state = {}, None
     for s in range(0, x.shape[0], chunk):
-        _, state = m(x[s : s + chunk], state)
+        state = m(x[s : s + chunk], state)[1]  # the output dropped, as in the full strategy's step
         for name, g in m.backward(go[s : s + chunk], hidden=False).items():
             if name not in ("input", "h0", "c0"):
                 grads[name] = grads[name] + g if name in grads else g
