@@ -55,13 +55,17 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
 
     Per step and batch row, in floats: every layer and direction keeps its tape
     (``CellSpec.tape_floats_per_unit`` x H; bidirectional layers also their concatenated
-    output, 2H, but the top layer's, which the caller drops); on top of that the larger of the forward's projection (``FORWARD_FLOATS``) and
-    the backward's working set (``bwd_extra`` below); parameter-sized buffers (the gradients,
-    streaming's running sum of them, and the largest weight a backend copies: ``packed``); and per
-    batch row, whatever the length, the states: entering and leaving (h0, h_n, and c0, c_n for
-    LSTM) and their gradients.
-    ``checkpoint`` keeps outputs for every step, the states entering each of the T/c segments,
-    and one segment's tape and buffers; ``streaming`` holds one chunk of it all.
+    output, 2H, but the top layer's, which the caller drops); beside it the largest working set
+    of a pass: the forward's projection (``FORWARD_FLOATS``) and W_hh as its product reads it
+    (``RECURRENT_COPIES``), or a backward's gate gradients (``BACKWARD_FLOATS``) with, in turn,
+    that copy, the weight gradients' buffers or the input gradient, beside the arrays of the
+    whole window (the input gradient's accumulator, the gradient from the layer above, ...).
+    Then the parameter gradients (streaming also sums them) and per batch row, whatever the
+    length, the states: entering and leaving, their gradients and a backward's copies.
+    ``checkpoint`` keeps outputs for every step, the states leaving each of the T/c segments,
+    and one segment's tape and buffers; ``streaming`` holds one chunk of it all. Left out: the
+    cpu backend's per-thread partial sums of float32 weight gradients through BLAS (gate
+    gradients over 8 MiB) and its joined [W_ih | W_hh]^T (``threads.fuses``) in place of W_hh^T.
     """
     check_strategy(strategy, None, chunk if strategy == "streaming" else 1)
     spec, be = get_cell(config.cell), get_backend(backend)
@@ -74,30 +78,37 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
     fwd_extra = be.FORWARD_FLOATS[spec.name] * H
 
     def window_floats(layer: int) -> int:
-        """Whole-window arrays while ``layer`` is differentiated: the input gradient of each
-        direction until they are summed, the gradient arriving from the layer above (the top
-        layer's is the caller's) and, for two directions, the contiguous half of it that each
-        direction reads."""
+        """Whole-window arrays while ``layer`` is differentiated, beside the input gradient's
+        accumulator (I): the input gradient of each direction until they are summed, the gradient
+        arriving from the layer above (the top layer's is the caller's) and, for two directions,
+        the contiguous half of it that each direction reads."""
         above = D * H if layer < L - 1 else 0
         return D * widths[layer] + above + (H if D == 2 else 0)
 
-    carried = max(window_floats(layer) for layer in range(L))
-    # the backend's gate gradients, and the input's gradient, summed from the backward's start
-    bwd_extra = be.BACKWARD_FLOATS[spec.name] * H + I
+    da = be.BACKWARD_FLOATS[spec.name] * H  # the backend's gate gradients
 
     def weight_floats(rows: int) -> int:
         """Floats per row that the weight gradients hold beside the gate gradients: a copy of
         h_{t-1} (``SHIFTED_STATES``) and, where the window's gate gradients are at most
         ``PACKED_WINDOW_BYTES``, the packed copy of the layer input or of h_{t-1} (the cpu
-        backend's, matmul.gemm_tn_add). They live before the input gradients are made, so they
-        count against the window's ``carried`` floats, not beside them."""
+        backend's, matmul.gemm_tn_add)."""
         shifted = H if be.SHIFTED_STATES else 0
         return max(max(widths), shifted + H) if rows * spec.gates * H * item <= be.PACKED_WINDOW_BYTES else shifted
 
     grads = sum(D * spec.gates * H * (w + H + 2) for w in widths) * (2 if strategy == "streaming" else 1)
-    # the largest weight the backend copies at a time (W_hh packed for a pass, W_ih for the input
-    # gradient): not alive while the weight gradients' products run
-    packed = be.RECURRENT_COPIES * spec.gates * H * max(widths + [H])
+    copies = be.RECURRENT_COPIES * spec.gates * H * H  # W_hh as a pass's product reads it (cpu: packed)
+
+    def input_copy(rows: int) -> int:
+        """W_ih packed for the input gradient's product, where its gate gradients fit the tiles."""
+        return spec.gates * H * max(widths) if rows * spec.gates * H * item <= be.PACKED_WINDOW_BYTES else 0
+
+    def backward(rows: int, width: int, beside: int) -> int:
+        """The largest working set of a backward pass over ``rows`` rows of a layer of input
+        ``width``, ``beside`` floats a row alive throughout: its recurrence, its weight gradients,
+        its input gradient."""
+        return beside * rows + max(da * rows + copies, (da + weight_floats(rows)) * rows,
+                                   (da + width) * rows + input_copy(rows))
+
     # states, (B, H) each: entering every layer and direction, their gradients and the gradients
     # arriving with h_n (c_n); in the backward of one, the carried gradient, its copy in the kernel,
     # the scratch of the hidden and cell gradients not kept, and a zero state
@@ -109,19 +120,17 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
         # the top layer's concatenated output lives only until the caller drops it; lower ones
         # are the next layer's input and stay in its tape
         kept = L * D * tape + (L - 1) * out
-        with_packed = max(fwd_extra, out, bwd_extra + carried) * rows + packed
-        beside_weights = (bwd_extra + weight_floats(rows)) * rows
-        return int((kept * rows + ends * B + grads + max(with_packed, beside_weights)) * item)
+        # a layer's second direction runs beside the first's input gradient
+        passes = [backward(rows, widths[l], window_floats(l) - widths[l] + I) for l in range(L)]
+        work = max(out * rows, fwd_extra * rows + copies, *passes)
+        return int((kept * rows + ends * B + grads + work) * item)
     c = checkpoint_every(chunk or "sqrt", T)
     states = k * H * math.ceil(T / c)  # copies of the states leaving each segment
     kept = L * D * (H * T + states) + (L - 1) * out * T
-    # one layer and direction recomputed at a time, beside the window's arrays: its segment's tape
-    # and the piece's input gradient or weight buffers
-    rows = c * B
-    with_packed = (tape + max(fwd_extra, bwd_extra - I + max(widths))) * rows + packed
-    beside_weights = (tape + bwd_extra - I + weight_floats(rows)) * rows
-    window = (carried + I) * T * B
-    return int(((kept + ends) * B + grads + max(out * T * B, window + max(with_packed, beside_weights))) * item)
+    # one layer and direction recomputed at a time (its segment's tape), beside the window's arrays
+    rows, window = c * B, (max(map(window_floats, range(L))) + I) * T * B
+    segment = max((tape + fwd_extra) * rows + copies, max(backward(rows, w, tape) for w in widths))
+    return int(((kept + ends) * B + grads + max(out * T * B, window + segment)) * item)
 
 
 def check_memory_backend(backend: str) -> None:
