@@ -1,5 +1,6 @@
 """Training: the loop's rows, learning on an easy case, and its errors."""
 import re
+import time
 
 import pandas as pd
 import pytest
@@ -9,7 +10,8 @@ import numpy as np
 
 import rnnbench as rb
 from rnnbench import cli
-from rnnbench.train import Stream, make_problem, train_run
+from rnnbench.models import SequenceModel
+from rnnbench.train import WARMUP_STEPS, Stream, make_problem, train_run
 
 
 def _run(*args):
@@ -198,11 +200,6 @@ def test_a_series_forecast_is_read_against_autoreg():
 def test_steps_per_s_leaves_out_the_first_steps(monkeypatch):
     """A process's first steps load or compile the kernels (seconds on an empty cache): the rate
     leaves them out, as torch's does its warm-up steps."""
-    import time
-
-    from rnnbench.models import SequenceModel
-    from rnnbench.train import WARMUP_STEPS
-
     calls, forward = [0], SequenceModel.__call__
 
     def slow_first(self, *args, **kwargs):

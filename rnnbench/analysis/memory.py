@@ -87,20 +87,24 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
 
     da = be.BACKWARD_FLOATS[spec.name] * H  # the backend's gate gradients
 
+    def packs(rows: int) -> bool:
+        """Whether a window of ``rows`` rows has its gate gradients at most ``PACKED_WINDOW_BYTES``,
+        where the backend packs the other operand of their products (the cpu backend's tiles)."""
+        return rows * spec.gates * H * item <= be.PACKED_WINDOW_BYTES
+
     def weight_floats(rows: int) -> int:
         """Floats per row that the weight gradients hold beside the gate gradients: a copy of
-        h_{t-1} (``SHIFTED_STATES``) and, where the window's gate gradients are at most
-        ``PACKED_WINDOW_BYTES``, the packed copy of the layer input or of h_{t-1} (the cpu
-        backend's, matmul.gemm_tn_add)."""
+        h_{t-1} (``SHIFTED_STATES``) and, where ``packs``, the packed copy of the layer input or of
+        h_{t-1} (matmul.gemm_tn_add)."""
         shifted = H if be.SHIFTED_STATES else 0
-        return max(max(widths), shifted + H) if rows * spec.gates * H * item <= be.PACKED_WINDOW_BYTES else shifted
+        return max(max(widths), shifted + H) if packs(rows) else shifted
 
     grads = sum(D * spec.gates * H * (w + H + 2) for w in widths) * (2 if strategy == "streaming" else 1)
     copies = be.RECURRENT_COPIES * spec.gates * H * H  # W_hh as a pass's product reads it (cpu: packed)
 
     def input_copy(rows: int) -> int:
-        """W_ih packed for the input gradient's product, where its gate gradients fit the tiles."""
-        return spec.gates * H * max(widths) if rows * spec.gates * H * item <= be.PACKED_WINDOW_BYTES else 0
+        """W_ih packed for the input gradient's product, where ``packs``."""
+        return spec.gates * H * max(widths) if packs(rows) else 0
 
     def backward(rows: int, width: int, beside: int) -> int:
         """The largest working set of a backward pass over ``rows`` rows of a layer of input
