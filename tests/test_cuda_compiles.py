@@ -40,13 +40,15 @@ for nb in (float32, float64):
     check(f"multiply {nb}", ar._multiply, (A(1), A(1), A(1)))
     check(f"add into {nb}", ar._add_into, (A(1), A(1)))
     for cell in cb.CELL_MATH:
-        k = cb.kernels(cell, str(nb), cb.steps.tile_for(64))
+        k = cb.kernels(cell, str(nb), cb.tiles.tile_for(64))
         fwd = (A(3), A(2), A(1), A(2), A(2), A(3), A(3), A(4))
         bwd = (A(2), A(3), A(2), A(2), A(4), A(3), A(2), A(3), A(2), A(3), A(3), A(3), A(3), A(2))
-        check(f"{cell} {nb} step forward", k.step_forward, fwd + (int64, boolean, nb))
-        check(f"{cell} {nb} step backward", k.step_backward, bwd + (int64, boolean, nb))
+        check(f"{cell} {nb} step forward", k.step_forward, fwd + (A(1), int64, boolean, nb))  # A(1): scratch
+        check(f"{cell} {nb} step backward", k.step_backward, bwd + (A(1), int64, boolean, nb))
         check(f"{cell} {nb} persistent forward", k.persistent_forward, fwd + (int64, int64, boolean, nb))
         check(f"{cell} {nb} persistent backward", k.persistent_backward, bwd + (int64, int64, boolean, nb))
+        check(f"{cell} {nb} streamed forward", k.streamed_forward, fwd + (A(1), int64, int64, boolean, nb))
+        check(f"{cell} {nb} streamed backward", k.streamed_backward, bwd + (A(1), int64, int64, boolean, nb))
 print("\n\n".join(failures) if failures else "all compiled")
 sys.exit(1 if failures else 0)
 '''

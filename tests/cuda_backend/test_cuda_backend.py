@@ -1,6 +1,7 @@
-"""The cuda backend against the cpu backend (itself checked against torch): every cell, both paths
-(per-step launches and the persistent kernel), options, truncation, hidden / cell gradients; and its
-products against numpy. Tiny sizes: under the simulator every thread is Python."""
+"""The cuda backend against the cpu backend (itself checked against torch): every cell, every path
+(per-step launches, the persistent kernel, the streamed one), split products, options, truncation,
+hidden / cell gradients; and its products against numpy. Tiny sizes: under the simulator every
+thread is Python."""
 import numpy as np
 import pytest
 
@@ -16,20 +17,20 @@ def path(request, monkeypatch):
     return request.param
 
 
-def _pair(cell, dtype, **options):
+def _pair(cell, dtype, hidden=5, **options):
     kw = dict(dtype=dtype, seed=3, **options)
-    return RecurrentLayer(cell, 3, 5, backend="cpu", **kw), RecurrentLayer(cell, 3, 5, backend="cuda", **kw)
+    return RecurrentLayer(cell, 3, hidden, backend="cpu", **kw), RecurrentLayer(cell, 3, hidden, backend="cuda", **kw)
 
 
-def _compare(cell, dtype, rtol, T=4, B=2, backward=None, forward=None, **options):
-    cpu, gpu = _pair(cell, dtype, **options)
+def _compare(cell, dtype, rtol, T=4, B=2, backward=None, forward=None, hidden=5, **options):
+    cpu, gpu = _pair(cell, dtype, hidden, **options)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((T, B, 3)).astype(dtype)
     hx = None
     if options.get("num_layers", 1) > 1 or options.get("bidirectional"):
         n = options.get("num_layers", 1) * (2 if options.get("bidirectional") else 1)
-        h = rng.standard_normal((n, B, 5)).astype(dtype)
-        hx = (h, rng.standard_normal((n, B, 5)).astype(dtype)) if cell == "lstm" else h
+        h = rng.standard_normal((n, B, hidden)).astype(dtype)
+        hx = (h, rng.standard_normal((n, B, hidden)).astype(dtype)) if cell == "lstm" else h
     outs = [m(x, hx, **(forward or {})) for m in (cpu, gpu)]
     np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=rtol, atol=rtol)
     go = rng.standard_normal(outs[0][0].shape).astype(dtype)
@@ -42,13 +43,13 @@ def _compare(cell, dtype, rtol, T=4, B=2, backward=None, forward=None, **options
     return cpu, gpu
 
 
-@pytest.mark.parametrize("path", ["steps", "persistent"], indirect=True)
+@pytest.mark.parametrize("path", ["steps", "persistent", "streamed"], indirect=True)
 @pytest.mark.parametrize("cell", CELLS)
 def test_float64_equals_the_cpu_backend(cell, path):
     _compare(cell, "float64", 1e-12, bidirectional=True)
 
 
-@pytest.mark.parametrize("path", ["steps", "persistent"], indirect=True)
+@pytest.mark.parametrize("path", ["steps", "persistent", "streamed"], indirect=True)
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_float32_agrees_with_the_cpu_backend(cell, path):
     cpu, gpu = _compare(cell, "float32", 1e-5, num_layers=2, B=5)
@@ -61,6 +62,38 @@ def test_float32_agrees_with_the_cpu_backend(cell, path):
 def test_truncation_and_checkpointing(cell, path):
     _compare(cell, "float64", 1e-12, T=5, backward={"truncation": (2, 3)})
     _compare(cell, "float64", 1e-12, T=5, forward={"checkpoint": 2})
+
+
+@pytest.mark.parametrize("path, cell, splits", [("steps", "lstm", 2), ("steps", "gru", 3), ("streamed", "lstm", 3),
+                                               ("streamed", "gru", 2)])
+def test_a_step_product_split_along_k_adds_up(path, cell, splits, monkeypatch):
+    """H = 20: the forward's k (20) is two slices of 16, the backward's (G H) five or four; three
+    splits of the forward leave one empty. Every split's sums are added (steps: by the last block
+    of each tile; streamed: after a grid sync)."""
+    from rnnbench.backends.cuda import tiles
+
+    backend = get_backend("cuda")
+    monkeypatch.setattr(backend, "path", path)
+    monkeypatch.setattr(backend, "splits", splits)
+    planned = []
+    plan = tiles.plan
+    monkeypatch.setattr(tiles, "plan", lambda *a: planned.append(plan(*a)) or planned[-1])
+    _compare(cell, "float64", 1e-12, T=3, hidden=20)
+    assert len(planned) == 2 and {p[2] for p in planned} == {splits}  # forward and backward both split
+
+
+def test_an_automatic_split_aims_at_two_blocks_per_sm(monkeypatch):
+    from rnnbench.backends.cuda import tiles
+
+    monkeypatch.setattr(tiles, "T", 16)  # a GPU's blocks (the simulator's are 4 x 4)
+    # GRU 1024 at batch 32 on 132 SMs: 64 tiles of 32 x 16 units -> 5 splits of k (1024 deep)
+    assert tiles.plan(32, 1024, 1024, 3, tiles.tile_for(32), 132) == (64, 1, 5, 64 * 5 * 2 * 3 * 16 * 16)
+    assert tiles.plan(128, 1024, 4096, 1, tiles.tile_for(128), 132)[:3] == (64, 2, 3)  # LSTM 1024's backward
+    assert tiles.plan(16, 256, 256, 4, tiles.tile_for(16), 132)[2] == 2  # k of 256: two splits at most
+    assert tiles.plan(1, 64, 64, 1, tiles.tile_for(1), 132)[2:] == (1, 1)  # too shallow to split: no scratch
+    assert get_backend("cuda").splits == 1  # splits are asked for, not automatic (not yet timed on a GPU)
+    with pytest.raises(ValueError, match="splits must be a whole number from 1, or None.*not 0"):
+        get_backend("cuda").splits = 0
 
 
 def test_unbatched_and_batch_first():
@@ -188,7 +221,7 @@ def test_a_stack_with_dropout_passes_device_arrays_between_layers(cell):
 
 
 def test_an_unknown_path_is_refused():
-    with pytest.raises(ValueError, match="unknown cuda path 'fast'; choose one of auto, steps, persistent"):
+    with pytest.raises(ValueError, match="unknown cuda path 'fast'; choose one of auto, steps, persistent, streamed"):
         get_backend("cuda").path = "fast"
 
 

@@ -1,13 +1,17 @@
 """The numba.cuda backend: the cpu backend's structure on a GPU.
 
 A forward is the input projection of every step (one register-tiled GEMM, ``matmul.py``) and
-then the recurrence: either a launch per step, the step's recurrent product fused with the cell's
-gate math (``steps.py``), or one persistent launch for the whole sequence that keeps W_hh in shared
-memory (``persistent.py``); the cell's math itself is in ``rnn.py``, ``lstm.py`` and ``gru.py``. A
-backward runs the recurrence in reverse the same way, then dx and every weight gradient as large
-products over all steps. ``path="auto"`` takes the persistent kernel where it fits and the batch is
-small (``PERSISTENT_MAX_BATCH``) and it takes one block per SM at most, else the per-step launches
-(on an H200 the persistent kernel lost wherever it needed 2-3 blocks per SM: docs/gpu.md).
+then the recurrence, one of three paths: a launch per step, the step's recurrent product as tiles
+fused with the cell's gate math (``tiles.py``, path "steps"); the same tiles in one launch for the
+whole sequence, W_hh read from device memory at each step (``tiles.py``, path "streamed"); or one
+persistent launch that keeps W_hh in shared memory (``persistent.py``, path "persistent"). The
+cell's math itself is in ``rnn.py``, ``lstm.py`` and ``gru.py``. A backward runs the recurrence in
+reverse the same way, then dx and every weight gradient as large products over all steps.
+``path="auto"`` takes the persistent kernel where it fits and the batch is small
+(``PERSISTENT_MAX_BATCH``) and it takes one block per SM at most, else the per-step launches (on an
+H200 the persistent kernel lost wherever it needed 2-3 blocks per SM: docs/gpu.md). The streamed
+path, and splitting the steps' products along k (``splits``), are chosen only when asked for until
+a GPU has timed them.
 
 ``forward_pass`` / ``backward_pass`` work on device arrays alone (what the benchmarks time, with
 CUDA events). ``CudaBackend`` serves the layers above (stacking, directions, dropout, truncation,
@@ -30,10 +34,10 @@ from types import SimpleNamespace
 import numpy as np
 
 from rnnbench.backends.base import BackwardResult, LayerWeights, Tape, forward_bias, previous_rows
-from rnnbench.backends.cuda import gru, lstm, persistent, rnn, steps
+from rnnbench.backends.cuda import gru, lstm, persistent, rnn, tiles
 from rnnbench.backends.cuda.arrays import DeviceArrays
 from rnnbench.backends.cuda.memory import copy, empty, on_device, zeros
-from rnnbench.backends.cuda.matmul import column_sums, gemm, transposed
+from rnnbench.backends.cuda.matmul import T, column_sums, gemm, transposed
 
 CELL_MATH = {  # name -> (forward, backward, gates, tape planes)
     "rnn_tanh": (rnn.tanh_forward, rnn.tanh_backward, rnn.GATES, rnn.PLANES),
@@ -42,7 +46,7 @@ CELL_MATH = {  # name -> (forward, backward, gates, tape planes)
     "gru": (gru.forward, gru.backward, gru.GATES, gru.PLANES),
 }
 PERSISTENT_MAX_BATCH = 16
-PATHS = ("auto", "steps", "persistent")
+PATHS = ("auto", "steps", "persistent", "streamed")
 
 
 def gpu_or_simulator() -> None:
@@ -62,8 +66,10 @@ def kernels(cell: str, dtype: str, tile: tuple[int, int]) -> SimpleNamespace:
     fwd, bwd, G, _ = CELL_MATH[cell]
     nb = float32 if dtype == "float32" else float64
     return SimpleNamespace(
-        step_forward=steps.make_forward(fwd, G, nb, *tile),
-        step_backward=steps.make_backward(bwd, nb, *tile),
+        step_forward=tiles.make_step_forward(fwd, G, nb, *tile),
+        step_backward=tiles.make_step_backward(bwd, nb, *tile),
+        streamed_forward=tiles.make_streamed_forward(fwd, G, nb, *tile),
+        streamed_backward=tiles.make_streamed_backward(bwd, nb, *tile),
         persistent_forward=persistent.make_forward(fwd, G, nb),
         persistent_backward=persistent.make_backward(bwd, nb),
     )
@@ -102,6 +108,7 @@ def _sms() -> int:
 
 
 _PLANS: dict = {}
+_RESIDENT: dict = {}  # streamed kernel -> the most blocks of it resident at once (a cooperative grid)
 
 
 def _persistent_plan(kernel, args, rows_per_unit, K, H, B, dtype):
@@ -139,12 +146,41 @@ def _launch_persistent(kernel, args, rows_per_unit, K, H, B, dtype, path) -> boo
     return False
 
 
-def forward_pass(cell, dw: DeviceWeights, x, h0, c0, reverse: bool, store: bool, path: str = "auto") -> DeviceTape:
-    """The recurrence of one layer and direction over x (n, B, I), all on the device."""
+def _step_launches(kernel, args, B, H, K, gates, tile, splits, count):
+    """Launch a step kernel ``count`` times (s = 0 .. count - 1): a block per tile and split of k
+    (``tiles.plan``), with the split's scratch (tickets, zero, then sums)."""
+    tiles_j, tiles_b, splits, sums = tiles.plan(B, H, K, gates, tile, _sms(), splits)
+    dtype = args[-1].dtype
+    scratch = zeros(tiles.tickets(tiles_j * tiles_b) + sums, dtype) if splits > 1 else empty(1, dtype)
+    for s in range(count):
+        kernel[(tiles_j, tiles_b, splits), (T, T)](*args[:-2], scratch, s, *args[-2:])
+
+
+def _launch_streamed(kernel, args, B, H, K, gates, tile, splits):
+    """Launch the streamed kernel (one cooperative launch): a block per work item (tile, split),
+    or as many as can be resident at once."""
+    from numba import config, typeof
+
+    tiles_j, tiles_b, splits, sums = tiles.plan(B, H, K, gates, tile, _sms(), splits)
+    full = (*args[:-2], empty(sums, args[-1].dtype), tiles_j, splits, *args[-2:])
+    if config.ENABLE_CUDASIM:  # the simulator runs one block per cooperative grid
+        resident = 1
+    else:  # a property of the compiled kernel and its block (the same at every size)
+        if kernel not in _RESIDENT:
+            compiled = kernel.compile(tuple(typeof(a) for a in full))
+            _RESIDENT[kernel] = compiled.max_cooperative_grid_blocks((T, T), 0)
+        resident = _RESIDENT[kernel]
+    kernel[min(tiles_j * tiles_b * splits, resident), (T, T)](*full)
+
+
+def forward_pass(cell, dw: DeviceWeights, x, h0, c0, reverse: bool, store: bool, path: str = "auto",
+                 splits=1) -> DeviceTape:
+    """The recurrence of one layer and direction over x (n, B, I), all on the device; ``splits``:
+    the split of k of the steps' and the streamed kernel's products (None: ``tiles.plan`` decides)."""
     n, B, I = x.shape
     H, dtype = h0.shape[1], h0.dtype
     G, planes = CELL_MATH[cell.name][2:]
-    tile = steps.tile_for(B)
+    tile = tiles.tile_for(B)
     k = kernels(cell.name, np.dtype(dtype).name, tile)
     xp = empty((n, B, G * H), dtype)
     gemm(x.reshape(n * B, I), dw.w_ih, xp.reshape(n * B, G * H), b_nk=True)
@@ -155,22 +191,22 @@ def forward_pass(cell, dw: DeviceWeights, x, h0, c0, reverse: bool, store: bool,
     tape = empty((n if store and planes else 1, max(len(planes), 1), B, H), dtype)
     one = np.dtype(dtype).type(1)
     args = (xp, dw.w_hh, dw.bias, h0, c0, h, c, tape, reverse, one)
-    if not _launch_persistent(k.persistent_forward, args, G, H, H, B, dtype, path):
-        grid, block = steps.grid(B, H, tile)
-        for s in range(n):
-            k.step_forward[grid, block](*args[:-2], s, *args[-2:])
+    if path == "streamed":
+        _launch_streamed(k.streamed_forward, args, B, H, H, G, tile, splits)
+    elif not _launch_persistent(k.persistent_forward, args, G, H, H, B, dtype, path):
+        _step_launches(k.step_forward, args, B, H, H, G, tile, splits, n)
     return DeviceTape(h, c, tape, h0, c0)
 
 
 def backward_pass(cell, dw: DeviceWeights, tape: DeviceTape, x, dy, dh_n, dc_n, reverse: bool,
-                  grads: dict, hid=None, cel=None, path: str = "auto"):
+                  grads: dict, hid=None, cel=None, path: str = "auto", splits=1):
     """Backpropagate through one layer and direction on the device: (dx, dh0, dc0); adds the
     weight gradients into ``grads`` (device arrays under LayerWeights' names) and, when given,
     dL/dh_t (dL/dc_t) into ``hid`` (``cel``)."""
     n, B, H = dy.shape
     dtype = dy.dtype
     G = CELL_MATH[cell.name][2]
-    tile = steps.tile_for(B)
+    tile = tiles.tile_for(B)
     k = kernels(cell.name, np.dtype(dtype).name, tile)
     dax = empty((n, B, G * H), dtype)
     dah = empty((n, B, G * H), dtype) if cell.name == "gru" else dax
@@ -182,10 +218,10 @@ def backward_pass(cell, dw: DeviceWeights, tape: DeviceTape, x, dy, dh_n, dc_n, 
     one = np.dtype(dtype).type(1)
     args = (dw.w_hh_t, dy, direct, dc, tape.planes, tape.h, tape.h0, tape.c, tape.c0, dax, dah, hid, cel, dh0,
             reverse, one)
-    if not _launch_persistent(k.persistent_backward, args, 1, G * H, H, B, dtype, path):
-        grid, block = steps.grid(B, H, tile)
-        for s in range(n + 1):
-            k.step_backward[grid, block](*args[:-2], s, *args[-2:])
+    if path == "streamed":
+        _launch_streamed(k.streamed_backward, args, B, H, G * H, 1, tile, splits)
+    elif not _launch_persistent(k.persistent_backward, args, 1, G * H, H, B, dtype, path):
+        _step_launches(k.step_backward, args, B, H, G * H, 1, tile, splits, n + 1)
     _weight_gradients(dax.reshape(n * B, G * H), dah.reshape(n * B, G * H), x, tape, grads, reverse)
     dx = empty(x.shape, dtype)
     gemm(dax.reshape(n * B, G * H), dw.w_ih, dx.reshape(n * B, x.shape[2]))
@@ -216,12 +252,13 @@ class CudaBackend:
     SHIFTED_STATES = False
     WARMUP_SHAPES = ((1, 2),)
 
-    def __init__(self, path: str = "auto"):
+    def __init__(self, path: str = "auto", splits=1):
         from numba import config
 
         gpu_or_simulator()
         config.CUDA_LOW_OCCUPANCY_WARNINGS = 0  # small grids are by design here (a small batch's step)
         self.path = path
+        self.splits = splits
 
     @property
     def path(self) -> str:
@@ -235,11 +272,22 @@ class CudaBackend:
             raise ValueError(f"unknown cuda path {value!r}; choose one of {', '.join(PATHS)}")
         self._path = value
 
+    @property
+    def splits(self):
+        """The split of each step's product along k on the steps and streamed paths: 1 (the
+        default: unsplit), a larger whole number, or None (``tiles.plan`` decides: about two
+        blocks per SM). Splits are yet to be timed on a GPU (docs/gpu.md)."""
+        return self._splits
+
+    @splits.setter
+    def splits(self, value) -> None:
+        self._splits = tiles.checked_splits(value)
+
     def forward(self, cell, w, x, h0, c0, reverse, store) -> Tape:
         dw = DeviceWeights.from_host(cell.name, w)
         d_c0 = on_device(c0) if c0 is not None else None
         d_x = on_device(x)
-        dt = forward_pass(cell, dw, d_x, on_device(h0), d_c0, reverse, store, self.path)
+        dt = forward_pass(cell, dw, d_x, on_device(h0), d_c0, reverse, store, self.path, self.splits)
         end = 0 if reverse else -1
         steps_ = {"h": dt.h}  # on the device: the next layer reads it there (``arrays``)
         lstm_cell = cell.name == "lstm"
@@ -266,7 +314,7 @@ class CudaBackend:
         d_hid = on_device(hidden) if hidden is not None else None
         d_cel = on_device(cell_grad) if cell_grad is not None else None
         dx, dh0, dc0 = backward_pass(cell, dw, dt, st["x_dev"], on_device(dy), dh_n, dc_n, reverse, parts,
-                                     d_hid, d_cel, self.path)
+                                     d_hid, d_cel, self.path, self.splits)
         for key, part in parts.items():
             getattr(grads, key)[...] += part.copy_to_host()
         if hidden is not None:

@@ -8,7 +8,8 @@
 
 ``rec`` holds the G recurrent sums of (b, j) (forward: W_hh h_{t-1}; backward: rec[0] = W_hh^T da_{t+1});
 the tape of a step is (planes, B, H), the planes below. The kernels that make the sums and call these
-are in ``steps.py`` (a launch per step) and ``persistent.py`` (one launch per pass).
+are in ``tiles.py`` (a launch per step, or one streaming W_hh) and ``persistent.py`` (one launch
+per pass, W_hh in shared memory).
 """
 import math
 

@@ -12,7 +12,7 @@ lanes (coalesced reads of v, conflict-free reads of the cache); the S partial su
 memory. Then a thread per (b, j) runs the cell's ``forward`` / ``backward`` on the G sums of
 unit j. Limits: the cache of a block must fit in 48 KB of shared memory (numba-cuda exposes no
 more), and the grid in one cooperative launch (every block resident at once); ``plan`` says
-whether a size fits, and the backend falls back to ``steps.py`` where it does not.
+whether a size fits, and the backend falls back to the steps (``tiles.py``) where it does not.
 """
 import math
 
