@@ -38,8 +38,10 @@ def previous_states(s, prev, h, h0, c, c0):
 
 def make_forward_at(cell_forward):
     @cuda.jit(device=True, inline=True)
-    def forward_at(rec, b, j, t, xp, bias, h_prev, c_prev, h, c, tape, one):
-        """Forward step at time t for (b, j), rec = the G gate sums of W_hh h_{t-1}."""
+    def forward_at(rec, b, j, step):
+        """Forward step at time t for (b, j), rec = the G gate sums of W_hh h_{t-1}; ``step``: the
+        step's arrays, one tuple (numba-cuda 0.30 cannot inline a call that unpacks one)."""
+        t, xp, bias, h_prev, c_prev, h, c, tape, one = step
         cell_forward(rec, b, j, h.shape[2], xp[t], bias, h_prev, c_prev, h[t], c[t % c.shape[0]],
                      tape[t % tape.shape[0]], one)
 
@@ -48,9 +50,10 @@ def make_forward_at(cell_forward):
 
 def make_backward_at(cell_backward):
     @cuda.jit(device=True, inline=True)
-    def backward_at(rec, b, j, s, t, prev, dy, direct, dc, tape, h, h0, c, c0, dax, dah, hid, cel, dh0, one):
+    def backward_at(rec, b, j, step):
         """Backward step s at (b, j), rec[0] = W_hh^T da of the step done before; past the first
         step (s = n) dL/dh0 = rec[0] + direct (GRU's dh z; zero for the others)."""
+        s, t, prev, dy, direct, dc, tape, h, h0, c, c0, dax, dah, hid, cel, dh0, one = step
         n = dy.shape[0]
         if s == n:
             dh0[b, j] = rec[0] + direct[b, j]

@@ -104,7 +104,7 @@ def make_forward(cell_forward, G, dtype):
                 if j0 + jj < H:
                     for g in range(G):
                         rec[g] = partial[(b * R + g * J + jj) * S]
-                    forward_at(rec, b, j0 + jj, t, xp, bias, h_prev, c_prev, h, c, tape, one)
+                    forward_at(rec, b, j0 + jj, (t, xp, bias, h_prev, c_prev, h, c, tape, one))
             grid.sync()  # h_t everywhere before any block reads it; partial free again
 
     return forward
@@ -134,8 +134,8 @@ def make_backward(cell_backward, dtype):
                 b, jj = q // J, q % J
                 if j0 + jj < H:
                     rec[0] = partial[(b * J + jj) * S] if s > 0 else zero
-                    backward_at(rec, b, j0 + jj, s, t, prev, dy, direct, dc, tape, h, h0, c, c0,
-                                dax, dah, hid, cel, dh0, one)
+                    backward_at(rec, b, j0 + jj, (s, t, prev, dy, direct, dc, tape, h, h0, c, c0, dax, dah, hid,
+                                                  cel, dh0, one))
             grid.sync()
 
     return backward

@@ -110,10 +110,9 @@ def make_finish(step_at, G, rm, rj):
     bm, bj = T * rm, T * rj
 
     @cuda.jit(device=True, inline=True)
-    def finish(acc, rec, tj, tb, B, H, args):
-        """The cell's step (``step_at``: device.py's forward_at or backward_at, whose arguments
-        after (rec, b, j) are ``args``) for each (b, j) of this thread in tile (tj, tb), on its G
-        sums in acc."""
+    def finish(acc, rec, tj, tb, B, H, step):
+        """The cell's step (``step_at``: device.py's forward_at or backward_at, with the step's
+        arrays ``step``) for each (b, j) of this thread in tile (tj, tb), on its G sums in acc."""
         for i in range(rm):
             b = tb * bm + cuda.threadIdx.y + T * i
             for q in range(rj):
@@ -121,7 +120,7 @@ def make_finish(step_at, G, rm, rj):
                 if b < B and j < H:
                     for g in range(G):
                         rec[g] = acc[i, q, g]
-                    step_at(rec, b, j, *args)
+                    step_at(rec, b, j, step)
 
     return finish
 
@@ -216,24 +215,24 @@ def make_step_backward(cell_backward, dtype, rm, rj):
 
 def _sweep(products, keep, total, finish, bm):
     @cuda.jit(device=True, inline=True)
-    def sweep(v, w, units, K, sv, sw, acc, rec, zero, partial, tiles_j, splits, B, H, args):
+    def sweep(v, w, units, K, sv, sw, acc, rec, zero, partial, tiles_j, splits, B, H, step):
         """One step of a streamed pass: the grid's blocks share out its work items (tile, split),
         then (split) every tile's sums are added after a grid sync, and the cell's step runs on
-        them (``finish`` with ``args``); a grid sync at the end, before the next step."""
+        them (``finish`` with ``step``); a grid sync at the end, before the next step."""
         grid = cuda.cg.this_grid()
         count = tiles_j * (-(-B // bm))
         for item in range(cuda.blockIdx.x, count * splits, cuda.gridDim.x):
             tile, z = item // splits, item % splits
             products(v, w, units, K, sv, sw, acc, zero, tile % tiles_j, tile // tiles_j, z, splits)
             if splits == 1:
-                finish(acc, rec, tile % tiles_j, tile // tiles_j, B, H, args)
+                finish(acc, rec, tile % tiles_j, tile // tiles_j, B, H, step)
             else:
                 keep(acc, partial, tile, z, splits)
         if splits > 1:
             grid.sync()  # every split's sums in partial
             for tile in range(cuda.blockIdx.x, count, cuda.gridDim.x):
                 total(acc, partial, tile, splits)
-                finish(acc, rec, tile % tiles_j, tile // tiles_j, B, H, args)
+                finish(acc, rec, tile % tiles_j, tile // tiles_j, B, H, step)
         grid.sync()  # the step's states everywhere before any block reads them; partial free again
 
     return sweep
