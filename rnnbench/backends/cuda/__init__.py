@@ -152,8 +152,9 @@ def _step_launches(kernel, args, B, H, K, gates, tile, splits, count):
     tiles_j, tiles_b, splits, sums = tiles.plan(B, H, K, gates, tile, _sms(), splits)
     dtype = args[-1].dtype
     scratch = zeros(tiles.tickets(tiles_j * tiles_b) + sums, dtype) if splits > 1 else empty(1, dtype)
-    for s in range(count):
-        kernel[(tiles_j, tiles_b, splits), (T, T)](*args[:-2], scratch, s, *args[-2:])
+    launch, head, tail = kernel[(tiles_j, tiles_b, splits), (T, T)], (*args[:-2], scratch), args[-2:]
+    for s in range(count):  # configured once: the host's cost per step is the launch alone
+        launch(*head, s, *tail)
 
 
 def _launch_streamed(kernel, args, B, H, K, gates, tile, splits):
