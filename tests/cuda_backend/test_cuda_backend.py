@@ -255,3 +255,47 @@ def test_rnnbench_run_on_the_cuda_backend_reports_its_clock_and_device_memory(tm
     assert set(speed["clock"]) == {_clock()}
     peaks = memory[memory["metric"] == "peak_bytes"]
     assert set(peaks["strategy"]) == {"full", "checkpoint", "streaming"} and (peaks["value"] > 0).all()
+
+
+def test_the_gpu_benchmark_runs_through_with_torch_on_the_cpu(tmp_path, monkeypatch):
+    """benchmarks/gpu/vs_cudnn.py runs only on a lent GPU, whose minutes a Python slip would waste:
+    here its loop over paths and splits, the checks against torch, the csv and the table run under
+    the simulator, torch's CPU modules standing in for cuDNN (on a GPU, device_check.sh runs it)."""
+    import importlib.util
+    from pathlib import Path
+
+    import pandas as pd
+    import torch
+    from numba import config, cuda
+
+    if not config.ENABLE_CUDASIM:
+        pytest.skip("on a GPU, benchmarks/gpu/device_check.sh runs the script itself")
+    script = Path(__file__).parents[2] / "benchmarks" / "gpu" / "vs_cudnn.py"
+    spec = importlib.util.spec_from_file_location("vs_cudnn", script)
+    vs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vs)
+    monkeypatch.setattr(torch.nn.Module, "cuda", lambda self, *a, **k: self)
+    monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
+    monkeypatch.setattr(type(cuda.get_current_device()), "MULTIPROCESSOR_COUNT", 1, raising=False)
+
+    def once(fn, repeats, warmup=2):  # the simulator's events record no time: run once, say 1 ms
+        fn()
+        return 1e-3
+
+    monkeypatch.setattr(vs, "_median_events", once)
+    out = tmp_path / "vs_cudnn.csv"
+    with open(out, "w", newline="") as f:
+        writer = vs.csv.DictWriter(f, fieldnames=vs.FIELDS)
+        writer.writeheader()
+        vs.measure(writer, f, "lstm", 2, 2, 4, "simulator")  # auto takes the persistent kernel
+        vs.measure(writer, f, "gru", 2, 20, 4, "simulator")  # batch 20: auto takes the steps
+    rows = pd.read_csv(out)
+    ours = {"persistent", "streamed", "streamed-split"}
+    assert set(rows[rows["batch"] == 2]["impl"]) == {f"rnnbench-{k}" for k in ours | {"layer"}} | {
+        f"cudnn-tf32-{k}" for k in ("on", "off")}
+    assert set(rows[rows["batch"] == 20]["impl"]) >= {f"rnnbench-{k}" for k in ours | {"steps", "steps-split"}}
+    errors = rows[rows["rel_err_out"].notna()][["rel_err_out", "rel_err_dx", "rel_err_dw_hh"]]
+    assert len(errors) == 2 * (3 + 5) and (errors < 1e-5).all().all()  # fwd, fwd+bwd of every variant
+    table = vs.markdown(out, sms=1).splitlines()
+    assert len(table) == 2 + 4 and table[3].startswith("| gru | 2 | 20 | 4 | fwd+bwd | 1.00 | 1.00 | 1.00 |")
+    assert "| steps | 1.00x | 1.00x |" in table[3]
