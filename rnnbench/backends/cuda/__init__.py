@@ -148,10 +148,10 @@ def _launch_persistent(kernel, args, rows_per_unit, K, H, B, dtype, path) -> boo
 
 def _step_launches(kernel, args, B, H, K, gates, tile, splits, count):
     """Launch a step kernel ``count`` times (s = 0 .. count - 1): a block per tile and split of k
-    (``tiles.plan``), with the split's scratch (tickets, zero, then sums)."""
+    (``tiles.plan``), with the split's scratch (the sums, then a ticket per tile, zero)."""
     tiles_j, tiles_b, splits, sums = tiles.plan(B, H, K, gates, tile, _sms(), splits)
     dtype = args[-1].dtype
-    scratch = zeros(tiles.tickets(tiles_j * tiles_b) + sums, dtype) if splits > 1 else empty(1, dtype)
+    scratch = zeros(sums + tiles_j * tiles_b, dtype) if splits > 1 else empty(1, dtype)
     launch, head, tail = kernel[(tiles_j, tiles_b, splits), (T, T)], (*args[:-2], scratch), args[-2:]
     for s in range(count):  # configured once: the host's cost per step is the launch alone
         launch(*head, s, *tail)

@@ -12,13 +12,14 @@ leaves registers. Slices of v and of the gate rows of W are staged in shared mem
 Split K: a step's tiles alone are few (GRU 1024 at batch 32: 64 for an H200's 132 SMs, each 1024
 deep; the backward's k is G H deep), so k can be split into ``splits`` ranges of whole slices, each
 made by its own block. A split leaves its sums in a scratch array, ``partial`` (per tile, split,
-sum and thread, so a tile's part starts a 128-byte line of its own), and the tile's sums are added
-from it in split order: the same result at every run.
+sum and thread, from the array's start, so a tile's part starts a 128-byte line of its own), and
+the tile's sums are added from it in split order: the same result at every run.
 
 - Steps: block (x, y, z) makes tile (x, y) over split z. With k split, each block leaves its sums
-  and takes a ticket (an atomic count per tile, after a fence); the block that takes the last
-  ticket adds the splits' sums and runs the cell's math. Still one launch a step, and each launch
-  costs tens of microseconds on the host (numba prepares every argument of every launch).
+  and takes a ticket (an atomic count per tile, after the sums in the same scratch, taken after a
+  fence); the block that takes the last ticket adds the splits' sums and runs the cell's math.
+  Still one launch a step, and each launch costs tens of microseconds on the host (numba prepares
+  every argument of every launch).
 - Streamed: one cooperative launch for the whole sequence. At each step the grid's blocks share
   out the work items (tile, split), reading W_hh from device memory (mostly L2: 12 MB for GRU 1024
   in float32), and the grid synchronises (``cuda.cg.this_grid().sync()``) before the splits' sums
@@ -41,7 +42,6 @@ from rnnbench.backends.cuda.matmul import BK, T, stage
 
 BLOCKS_PER_SM = 2  # what an automatic split aims at
 MIN_SPLIT_K = 128  # the least depth of an automatic split
-LINE = 32  # floats in a 128-byte line (float32)
 
 
 def tile_for(batch: int) -> tuple[int, int]:
@@ -125,35 +125,29 @@ def make_finish(step_at, G, rm, rj):
     return finish
 
 
-def tickets(tiles: int) -> int:
-    """Floats at the front of the steps' scratch that count each tile's finished splits: whole
-    128-byte lines (float32), so the sums after them start a line of their own."""
-    return -(-tiles // LINE) * LINE
-
-
 def _gather(keep, total):
     @cuda.jit(device=True, inline=True)
     def gather(acc, scratch, last, one):
         """True in the block that finished its tile last (acc then the sums over every split),
-        False in the others; True at once when k is not split. ``scratch``: the tiles' tickets,
-        then the splits' sums (one array: the host's cost of a launch grows with its arrays)."""
+        False in the others; True at once when k is not split. ``scratch``: the splits' sums, then
+        a ticket per tile (one array: the host's cost of a launch grows with its arrays)."""
         splits, z = cuda.gridDim.z, cuda.blockIdx.z
         if splits == 1:
             return True
         tile = cuda.blockIdx.y * cuda.gridDim.x + cuda.blockIdx.x
-        partial = scratch[-(-cuda.gridDim.x * cuda.gridDim.y // LINE) * LINE:]  # after the tickets
-        keep(acc, partial, tile, z, splits)
+        ticket = scratch.shape[0] - cuda.gridDim.x * cuda.gridDim.y + tile
+        keep(acc, scratch, tile, z, splits)
         cuda.threadfence()  # the sums reach every SM before the ticket is taken
         cuda.syncthreads()
         if cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0:
-            last[0] = cuda.atomic.add(scratch, tile, one) == splits - 1  # whole numbers: exact in floats
+            last[0] = cuda.atomic.add(scratch, ticket, one) == splits - 1  # whole numbers: exact in floats
             cuda.threadfence()  # and this block reads them after it
         cuda.syncthreads()
         if not last[0]:
             return False
-        total(acc, partial, tile, splits)
+        total(acc, scratch, tile, splits)
         if cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0:
-            scratch[tile] = one - one  # ready for the next step's launch
+            scratch[ticket] = one - one  # ready for the next step's launch
         return True
 
     return gather
