@@ -103,6 +103,16 @@ def _backends(value) -> list[str]:
     return out
 
 
+def _array_backend(value) -> str:
+    """One of rnnbench's own backends (cpu, reference, cuda), checked as ``--backends`` is."""
+    from rnnbench.backends import available
+
+    names = _choices("backend", value, available())
+    if len(names) != 1:
+        raise click.UsageError(f"--backend takes one backend; got {value!r}")
+    return _backends(names[0])[0]
+
+
 def read_config(path, section: str, allowed: dict) -> dict:
     """A TOML sweep file's [section] (or top level): known keys only, each of the right type;
     errors name the key and its line."""
@@ -366,7 +376,7 @@ GRAD_KEYS = {"cells": (str,), "scales": (float, int), "inits": (str,), "seq_lens
 @click.option("--batch", help="[8]")
 @click.option("--seeds", help="[0,1,2]")
 @click.option("--truncations", help="truncation lengths k for the fidelity experiment [1,2,5,10,20,50,100]")
-@click.option("--backend", help="[cpu]")
+@click.option("--backend", help="cpu, reference, cuda [cpu]")
 @click.option("--jacobian/--no-jacobian", default=None, help="per-step Jacobian norms [on]")
 @sweep_options("gradients")
 def gradients(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
@@ -383,7 +393,7 @@ def gradients(config_path, out, resume, quiet, as_json, workers, scheduler, **fl
     B = _positive_ints("batch", v.get("batch", 8), 4096)[0]
     seeds = [int(s) for s in _split(v.get("seeds", "0,1,2"))]
     ks = _positive_ints("truncations", v.get("truncations", "1,2,5,10,20,50,100"))
-    backend = _choices("backend", v.get("backend", "cpu"), ["cpu", "reference"])[0]
+    backend = _array_backend(v.get("backend", "cpu"))
     jacobian = v.get("jacobian", True)
     tasks = []
     for cell in cells:
@@ -410,7 +420,8 @@ def gradients(config_path, out, resume, quiet, as_json, workers, scheduler, **fl
 
 TRAIN_KEYS = {"tasks": (str,), "cells": (str,), "seq_lens": (int, str), "hidden_size": (int,), "optimizer": (str,),
               "lr": (float,), "clip": (float, int, str), "truncation": (int, str), "scale": (float, int, str),
-              "stream": (int,), "steps": (int,), "batch": (int,), "seeds": (int, str), "eval_every": (int,)}
+              "stream": (int,), "steps": (int,), "batch": (int,), "seeds": (int, str), "eval_every": (int,),
+              "backend": (str,)}
 
 
 @main.command()
@@ -429,6 +440,7 @@ TRAIN_KEYS = {"tasks": (str,), "cells": (str,), "seq_lens": (int, str), "hidden_
 @click.option("--batch", help="[32]")
 @click.option("--seeds", help="[0]")
 @click.option("--eval-every", "eval_every", type=int, help="[100]")
+@click.option("--backend", help="cpu, reference, cuda [cpu]")
 @sweep_options("train")
 def train(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
     """Train on long-dependency tasks: loss against steps, and where each cell stops learning."""
@@ -465,11 +477,12 @@ def train(config_path, out, resume, quiet, as_json, workers, scheduler, **flags)
     batch = _positive_ints("batch", v.get("batch", 32), 65536)[0]
     seeds = [int(s) for s in _split(v.get("seeds", "0"))]
     eval_every = _positive_ints("eval_every", v.get("eval_every", 100), 10**7)[0]
+    backend = _array_backend(v.get("backend", "cpu"))
     if "adding" in task_names and min(seq_lens) < 2:
         raise click.UsageError(f"the adding problem needs sequence lengths >= 2; got {min(seq_lens)}")
     runs = [Task.make("train", task=t, cell=c, seq_len=T, hidden_size=H, optimizer=optimizer, lr=lr,
                         clip=clip or None, truncation=k, scale=s, stream=stream, steps=steps, batch=batch,
-                        eval_every=eval_every, seed=seed)
+                        eval_every=eval_every, seed=seed, backend=backend)
               for t, c, T, clip, k, s, seed in itertools.product(task_names, cells, seq_lens, clips, truncations,
                                                                   scales, seeds)]
     folder, frame, failures = _run_sweep(runs, out or _default_folder("train"), resume, quiet, sys.argv,

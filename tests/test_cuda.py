@@ -24,8 +24,9 @@ def _gpu() -> bool:
 def test_without_a_gpu_the_cuda_backend_says_what_to_do():
     with pytest.raises(RuntimeError, match="needs a GPU, and numba.cuda sees none.*NUMBA_ENABLE_CUDASIM=1"):
         RecurrentLayer("lstm", 3, 4, backend="cuda")
-    r = CliRunner().invoke(cli.main, ["run", "--backends", "cuda", "--quiet"])
-    assert r.exit_code == 2 and "NUMBA_ENABLE_CUDASIM=1" in " ".join(r.output.split())
+    for args in (["run", "--backends", "cuda"], ["gradients", "--backend", "cuda"], ["train", "--backend", "cuda"]):
+        r = CliRunner().invoke(cli.main, args + ["--quiet"])
+        assert r.exit_code == 2 and "NUMBA_ENABLE_CUDASIM=1" in " ".join(r.output.split()), args
 
 
 @pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", reason="already under the simulator")

@@ -116,6 +116,8 @@ def test_clipping_tames_a_run_that_explodes():
     (["--stream", "10"], "--stream reads a series (ar, sunspots, co2); not adding"),
     (["--tasks", "ar", "--stream", "10", "--truncation", "20"], "truncation 20 is longer than the 10-step chunk"),
     (["--truncation", "ten"], "truncation 'ten': use full, k or k1:k2"),
+    (["--backend", "torch"], "unknown backend 'torch'; choose from reference, cpu, cuda"),
+    (["--backend", "cpu,reference"], "--backend takes one backend; got 'cpu,reference'"),
 ])
 def test_bad_training_flags(args, message):
     r = _run(*args)

@@ -14,7 +14,7 @@ from rnnbench.analysis.memory import measure_memory
 from rnnbench.analysis.runners import Config, Runner
 from rnnbench.analysis.speed import base_row
 from rnnbench.analysis.strategies import training_step
-from rnnbench.analysis.timing import Timed, time_interleaved
+from rnnbench.analysis.timing import CLOCKS, Timed, time_interleaved
 
 
 def compare(truncated: dict, full: dict, names) -> dict[str, dict]:
@@ -63,9 +63,10 @@ def truncation_cost(config: Config, ks, backend="cpu", seed=0, repeats=3) -> lis
     for strategy, k in plans:
         rows += measure_memory(config, backend, strategy, chunk=k, seed=seed)
     runner = Runner(config, backend, seed)
-    items = {(s, k): Timed(training_step(runner, s, chunk=k)) for s, k in plans}
+    clock = CLOCKS[runner.clock]
+    items = {(s, k): Timed(training_step(runner, s, chunk=k), clock=clock) for s, k in plans}
     for (strategy, k), stats in time_interleaved(items, repeats).items():
         row = base_row(config, backend, experiment="memory", truncation=k, k=k, strategy=strategy,
-                       phase="fwd+bwd", chunk=k)
+                       phase="fwd+bwd", chunk=k, clock=runner.clock)
         rows.append(dict(row, metric="time_s", value=stats.median, unit="s", **stats.columns()))
     return rows

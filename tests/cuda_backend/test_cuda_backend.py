@@ -299,3 +299,55 @@ def test_the_gpu_benchmark_runs_through_with_torch_on_the_cpu(tmp_path, monkeypa
     table = vs.markdown(out, sms=1).splitlines()
     assert len(table) == 2 + 4 and table[3].startswith("| gru | 2 | 20 | 4 | fwd+bwd | 1.00 | 1.00 | 1.00 |")
     assert "| steps | 1.00x | 1.00x |" in table[3]
+
+
+def test_gradient_decay_and_training_agree_with_the_cpu_backend():
+    """The analysis and the training loop above the layer API, on the device: gradient norms
+    (float64) equal the cpu backend's; a training run with k1/k2 truncation and clipping (float32)
+    follows the same losses and gradient norms."""
+    from rnnbench.analysis.gradients import decay_experiment
+    from rnnbench.train import train_run
+
+    decay = [decay_experiment("lstm", 5, 3, 1.0, batch=2, seeds=(0,), backend=b) for b in ("cpu", "cuda")]
+    assert [r["metric"] for r in decay[0]] == [r["metric"] for r in decay[1]]
+    np.testing.assert_allclose([r["value"] for r in decay[1]], [r["value"] for r in decay[0]], rtol=1e-12)
+    kw = dict(hidden_size=3, steps=3, batch=2, eval_every=2, eval_batch=4, truncation=(2, 3), clip=0.5)
+    runs = [[r for r in train_run("adding", "gru", 4, backend=b, **kw) if not r["metric"].endswith("per_s")]
+            for b in ("cpu", "cuda")]
+    assert {r["backend"] for r in runs[1]} == {"cuda"} and "eval_loss" in {r["metric"] for r in runs[1]}
+    assert [(r["metric"], r.get("step")) for r in runs[0]] == [(r["metric"], r.get("step")) for r in runs[1]]
+    np.testing.assert_allclose([r["value"] for r in runs[1]], [r["value"] for r in runs[0]], rtol=1e-5)
+
+
+def test_the_gradients_and_train_commands_take_the_cuda_backend(tmp_path, monkeypatch):
+    """``rnnbench gradients --backend cuda``: decay, truncation fidelity (equal to the cpu
+    backend's), memory and time rows, timed on the backend's clock; ``rnnbench train --backend
+    cuda`` trains on the device."""
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from rnnbench import cli, train
+
+    grads = ["gradients", "--cells", "rnn_tanh", "--scales", "1.0", "--seq-lens", "3", "--hidden-size", "2",
+             "--batch", "1", "--seeds", "0", "--truncations", "1", "--no-jacobian", "--quiet"]
+    frames = {}
+    for b in ("cpu", "cuda"):
+        r = CliRunner().invoke(cli.main, grads + ["--backend", b, "-o", str(tmp_path / b)])
+        assert r.exit_code == 0, r.output
+        frames[b] = pd.read_csv(tmp_path / b / "results.csv")
+    assert set(frames["cuda"]["backend"]) == {"cuda"}
+    fidelity = [f[f["experiment"].isin(["gradients", "truncation"])] for f in (frames["cpu"], frames["cuda"])]
+    assert len(fidelity[0]) > 10 and list(fidelity[0]["metric"]) == list(fidelity[1]["metric"])
+    np.testing.assert_allclose(fidelity[1]["value"], fidelity[0]["value"], rtol=1e-12)
+    times = frames["cuda"][frames["cuda"]["metric"] == "time_s"]
+    assert set(times["strategy"]) == {"full", "streaming"} and set(times["clock"]) == {_clock()}
+
+    make = train.make_problem  # a held-out batch of 4, not 500: the simulator runs every thread in Python
+    monkeypatch.setattr(train, "make_problem", lambda task, T, seed, batch, eval_batch, stream:
+                        make(task, T, seed, batch, 4, stream))
+    r = CliRunner().invoke(cli.main, ["train", "--backend", "cuda", "--cells", "rnn_tanh", "--seq-lens", "3",
+                                      "--hidden-size", "3", "--steps", "2", "--batch", "2", "--quiet",
+                                      "-o", str(tmp_path / "train")])
+    assert r.exit_code == 0, r.output
+    rows = pd.read_csv(tmp_path / "train" / "results.csv")
+    assert set(rows["backend"]) == {"cuda"} and rows[rows["metric"] == "final_loss"]["value"].notna().all()
