@@ -6,24 +6,7 @@ from hypothesis import given, strategies as st
 from conftest import BACKENDS, CELLS, make, random_inputs
 from rnnbench.backends.cpu.threads import batch_split
 from rnnbench.runtime import pinned_threads
-from torch_oracle import module_grads
-
-
-def assert_matches_torch(m, x, hx, go, gh, rtol, atol):
-    out, state = m(x, hx)
-    g = m.backward(go, gh)
-    ref = module_grads(m, x, hx, go, gh)
-    lstm = m.cell.has_cell_state
-    np.testing.assert_allclose(out, ref["out"], rtol=rtol, atol=atol, err_msg="output")
-    np.testing.assert_allclose(state[0] if lstm else state, ref["h_n"], rtol=rtol, atol=atol, err_msg="h_n")
-    if lstm:
-        np.testing.assert_allclose(state[1], ref["c_n"], rtol=rtol, atol=atol, err_msg="c_n")
-    keys = [k for k in ref if k not in ("out", "h_n", "c_n")]
-    assert set(keys) - {"h0", "c0"} <= set(g)
-    for k in keys:
-        assert g[k].shape == ref[k].shape, k
-        np.testing.assert_allclose(g[k], ref[k], rtol=rtol, atol=atol, err_msg=k)
-    return g
+from torch_oracle import assert_matches_torch
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -88,3 +88,21 @@ def unrolled(m, x, h0, c0, masks=None):
         out = torch.cat(outs, dim=2)
         inp = out if masks is None or masks[layer] is None or layer == L - 1 else out * t(masks[layer])
     return out, states, cells, sd
+
+
+def assert_matches_torch(m, x, hx, go, gh, rtol, atol):
+    """m's output, final states and every gradient against torch's module on the same inputs."""
+    out, state = m(x, hx)
+    g = m.backward(go, gh)
+    ref = module_grads(m, x, hx, go, gh)
+    lstm = m.cell.has_cell_state
+    np.testing.assert_allclose(out, ref["out"], rtol=rtol, atol=atol, err_msg="output")
+    np.testing.assert_allclose(state[0] if lstm else state, ref["h_n"], rtol=rtol, atol=atol, err_msg="h_n")
+    if lstm:
+        np.testing.assert_allclose(state[1], ref["c_n"], rtol=rtol, atol=atol, err_msg="c_n")
+    keys = [k for k in ref if k not in ("out", "h_n", "c_n")]
+    assert set(keys) - {"h0", "c0"} <= set(g)
+    for k in keys:
+        assert g[k].shape == ref[k].shape, k
+        np.testing.assert_allclose(g[k], ref[k], rtol=rtol, atol=atol, err_msg=k)
+    return g

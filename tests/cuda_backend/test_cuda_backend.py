@@ -1,4 +1,5 @@
-"""The cuda backend against the cpu backend (itself checked against torch): every cell, every path
+"""The cuda backend against the cpu backend (itself checked against torch) and a sample of options
+against torch: every cell, every path
 (per-step launches, the persistent kernel, the streamed one), split products, options, truncation,
 hidden / cell gradients; and its products against numpy. Tiny sizes: under the simulator every
 thread is Python."""
@@ -6,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from rnnbench.backends import get_backend
 from rnnbench.layers import RecurrentLayer
@@ -57,6 +59,35 @@ def test_float32_agrees_with_the_cpu_backend(cell, path):
     cpu, gpu = _compare(cell, "float32", 1e-5, num_layers=2, B=5)
     for name, plane in gpu.gate_activations(1).items():
         np.testing.assert_allclose(plane, cpu.gate_activations(1)[name], rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=10)
+@given(data=st.data())
+def test_property_random_options_against_torch(data):
+    """A sample of the option matrix on the device against torch's autograd (float64): cell, path,
+    split products, layers, bias, batch_first, directions, initial states, unbatched input."""
+    from conftest import make, random_inputs
+    from torch_oracle import assert_matches_torch
+
+    draw = data.draw
+    backend = get_backend("cuda")
+    path = draw(st.sampled_from(["steps", "persistent", "streamed"]), label="path")
+    splits = 1 if path == "persistent" else draw(st.sampled_from([1, 2]), label="splits")
+    options = dict(num_layers=draw(st.integers(1, 2), label="layers"), bias=draw(st.booleans(), label="bias"),
+                   batch_first=draw(st.booleans(), label="batch_first"),
+                   bidirectional=draw(st.booleans(), label="bidirectional"))
+    I, H = draw(st.integers(1, 4), label="I"), draw(st.integers(1, 6), label="H")
+    T, B = draw(st.integers(1, 4), label="T"), draw(st.integers(1, 3), label="B")
+    m = make(draw(st.sampled_from(CELLS), label="cell"), I, H, backend="cuda", dtype="float64", seed=3, **options)
+    x, hx, go, gh = random_inputs(m, T, B, np.random.default_rng(draw(st.integers(0, 99), label="data seed")),
+                                  with_state=draw(st.booleans(), label="hx"),
+                                  unbatched=draw(st.booleans(), label="unbatched"))
+    saved = backend.path, backend.splits
+    backend.path, backend.splits = path, splits
+    try:
+        assert_matches_torch(m, x, hx, go, gh, rtol=1e-9, atol=1e-11)
+    finally:
+        backend.path, backend.splits = saved
 
 
 @pytest.mark.parametrize("path", ["steps", "persistent"], indirect=True)
