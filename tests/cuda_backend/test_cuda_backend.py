@@ -1,8 +1,8 @@
-"""The cuda backend against the cpu backend (itself checked against torch) and a sample of options
-against torch: every cell, every path
-(per-step launches, the persistent kernel, the streamed one), split products, options, truncation,
-hidden / cell gradients; and its products against numpy. Tiny sizes: under the simulator every
-thread is Python."""
+"""The cuda backend against the cpu backend (itself checked against torch), and a sample of its
+options against torch: every cell, every path (per-step launches, the persistent kernel, the
+streamed one), split products, options, truncation, hidden / cell gradients, the gradient analysis
+and training; and its products against numpy. Tiny sizes: under the simulator every thread is
+Python."""
 import warnings
 
 import numpy as np
