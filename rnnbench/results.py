@@ -121,7 +121,7 @@ def environment() -> dict:
 
 # Columns an experiment may add beside COLUMNS, in the order a results.csv holds them.
 EXTRA_COLUMNS = ["phase", "threads", "strategy", "step", "distance", "scale", "init", "seed", "seeds", "param",
-                 "chunk", "k", "stat", "status", "cache", "clock", "repeats", "time_s_min", "time_s_max",
+                 "chunk", "k", "stat", "status", "cache", "clock", "path", "repeats", "time_s_min", "time_s_max",
                  "time_s_iqr", "value_q10", "value_q90", "note", "host", "cpu", "worker", "task_key", "error",
                  "task", "optimizer", "lr", "clip"]
 ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS
@@ -162,14 +162,15 @@ class ResultsFolder:
 
     def _drop_unfinished(self) -> None:
         """Keep only the rows of tasks recorded as done: a process killed while writing may have
-        left part of a task's rows (or half a line) behind."""
+        left part of a task's rows (or half a line) behind. A folder written by a version with
+        other columns gets this version's, so that the rows appended next line up."""
         text = self.csv.read_text()
         if not text.endswith("\n"):
             text = text[: text.rfind("\n") + 1]
         frame = pd.read_csv(io.StringIO(text), low_memory=False) if text else pd.DataFrame(columns=ALL_COLUMNS)
         kept = frame[frame["task_key"].isin(self.done)]
-        if len(kept) != len(frame) or len(text) != self.csv.stat().st_size:
-            kept.to_csv(self.csv, index=False)
+        if len(kept) != len(frame) or len(text) != self.csv.stat().st_size or list(frame.columns) != ALL_COLUMNS:
+            kept.reindex(columns=ALL_COLUMNS).to_csv(self.csv, index=False)
 
     def append(self, rows: list[dict], task: str) -> None:
         """Write one task's rows (tagged with the task's key) to results.csv, then record the

@@ -77,6 +77,22 @@ def test_rows_reach_the_disk_as_each_task_finishes(tmp_path):
         folder.append([{"bogus": 1}], "t2")
 
 
+def test_a_folder_of_an_older_version_resumes_with_its_rows_lined_up(tmp_path):
+    """A results.csv without a column this version writes (``path``, say) takes it on resume."""
+    from rnnbench.results import ALL_COLUMNS
+
+    folder = ResultsFolder(tmp_path / "f")
+    folder.append([{"experiment": "speed", "cell": "gru", "metric": "time_s", "value": 1.0, "unit": "s"}], "t1")
+    old = pd.read_csv(folder.csv).drop(columns=["path"])
+    old.to_csv(folder.csv, index=False)
+    folder = ResultsFolder(tmp_path / "f", resume=True)
+    folder.append([{"experiment": "speed", "cell": "lstm", "metric": "time_s", "value": 2.0, "unit": "s",
+                    "path": "steps"}], "t2")
+    rows = pd.read_csv(folder.csv)
+    assert list(rows.columns) == ALL_COLUMNS and list(rows["cell"]) == ["gru", "lstm"]
+    assert list(rows["value"]) == [1.0, 2.0] and rows["path"].iloc[1] == "steps"
+
+
 def test_a_failing_task_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     real = sweeps.KINDS["speed"]
 

@@ -4,7 +4,8 @@ For a lent GPU (the workplace's `device` tool; device_check.sh runs this). Per s
 a torch module copied into rnnbench, both given the same input, already on the device; rnnbench's
 forward and forward+backward (dx and every weight gradient) checked against torch with TF32 off
 (relative error of the output, dx and dW_hh), then timed with CUDA events: median of repeats after a
-warm-up, on each path and split of k (``measure``'s variants) beside torch with TF32 off
+warm-up, as the default (``auto``, noting the path it took) and on each path and split of k
+(``measure``'s variants) beside torch with TF32 off
 (FP32, like for like) and on (its default). The layer API's time (host arrays in and out, the
 copies included) is a row of its own. Rows go to the csv as they are measured, so a cut-off run
 keeps what finished. Also: our GEMM against torch's on the projection of LSTM 1024/128/25.
@@ -61,7 +62,7 @@ def measure(writer, f, cell_name, T, B, H, device):
     from numba import cuda
 
     from rnnbench.backends.base import LayerWeights
-    from rnnbench.backends.cuda import DeviceWeights, backward_pass, forward_pass
+    from rnnbench.backends.cuda import DeviceWeights, backward_pass, forward_pass, taken
     from rnnbench.cells import get_cell
     from rnnbench.layers import RecurrentLayer
 
@@ -91,13 +92,9 @@ def measure(writer, f, cell_name, T, B, H, device):
         writer.writerow(dict(row, **kw))
         f.flush()
 
-    # the steps (unsplit and split along k) where auto takes them (elsewhere they are launch-bound:
-    # docs/gpu.md); the persistent kernel where it fits; the streamed kernel, unsplit and split,
-    # everywhere (still to be timed against the others)
-    steps_too = _auto_takes(cell_name, B, H, cuda.get_current_device().MULTIPROCESSOR_COUNT) == "steps"
-    variants = [("steps", "steps", 1), ("steps-split", "steps", None)] if steps_too else []
-    variants += [("persistent", "persistent", 1), ("streamed", "streamed", 1), ("streamed-split", "streamed", None)]
-    for label, path, splits in variants:
+    def variant(label, path, splits) -> str:
+        """Check one path (and split of k) against torch, then time it; returns the path of each pass
+        ("persistent/steps": forward/backward), which auto's rows note."""
         def fwd(store=False):
             return forward_pass(cell, dw, dx_, dz, dz if lstm else None, False, store, path, splits)
 
@@ -114,13 +111,25 @@ def measure(writer, f, cell_name, T, B, H, device):
                                      path=path, splits=splits)
         except Exception as e:
             write(impl=f"rnnbench-{label}", phase="fwd", note=repr(e)[:300])
-            continue
+            return ""
         errs = dict(rel_err_out=_rel(tape.h.copy_to_host(), ref[0]), rel_err_dx=_rel(dx.copy_to_host(), ref[1]),
                     rel_err_dw_hh=_rel(grads["w_hh"].copy_to_host(), ref[2]))
-        t1 = _median_events(fwd, 3)
-        write(impl=f"rnnbench-{label}", phase="fwd", time_s=_median_events(fwd, _repeats(t1)), **errs)
-        t1 = _median_events(fwd_bwd, 3)
-        write(impl=f"rnnbench-{label}", phase="fwd+bwd", time_s=_median_events(fwd_bwd, _repeats(t1)), **errs)
+        ran = {phase: taken(phase) for phase in ("fwd", "fwd+bwd")}
+        for phase, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
+            t1 = _median_events(fn, 3)
+            write(impl=f"rnnbench-{label}", phase=phase, time_s=_median_events(fn, _repeats(t1)),
+                  note=f"takes {ran[phase]}" if path == "auto" else "", **errs)
+        return ran["fwd+bwd"]
+
+    # what auto runs; the steps (unsplit and split along k) where auto takes them (elsewhere they
+    # are launch-bound: docs/gpu.md); the persistent kernel where it fits; the streamed kernel,
+    # unsplit and split, everywhere (still to be timed against the others)
+    if "steps" in variant("auto", "auto", 1):
+        variant("steps", "steps", 1)
+        variant("steps-split", "steps", None)
+    variant("persistent", "persistent", 1)
+    variant("streamed", "streamed", 1)
+    variant("streamed-split", "streamed", None)
 
     layer = RecurrentLayer(cell_name, H, H, backend="cuda", seed=0)
 
@@ -257,51 +266,39 @@ def main(out, budget_s=240.0):
 def summary(out):
     """The last lines printed: the table of docs/gpu.md for this GPU, and the largest errors."""
     import pandas as pd
-    from numba import cuda
 
-    print(markdown(out, cuda.get_current_device().MULTIPROCESSOR_COUNT))
+    print(markdown(out))
     errs = pd.read_csv(out).groupby("impl")[["rel_err_out", "rel_err_dx", "rel_err_dw_hh"]].max()
     print(errs.dropna().to_string())
-
-
-def _auto_takes(cell, B, H, sms, itemsize=4) -> str:
-    """The path ``path="auto"`` takes at this size (float32) on a GPU of ``sms`` multiprocessors."""
-    from numba import config
-
-    from rnnbench.backends.cuda import PERSISTENT_MAX_BATCH, persistent
-    from rnnbench.cells import get_cell
-
-    simulated, config.ENABLE_CUDASIM = config.ENABLE_CUDASIM, 0
-    fit = persistent.plan(get_cell(cell).gates, H, H, B, itemsize, sms)
-    config.ENABLE_CUDASIM = simulated
-    return "persistent" if B <= PERSISTENT_MAX_BATCH and fit and -(-H // fit[0]) <= sms else "steps"
 
 
 OURS = ("steps", "steps-split", "persistent", "streamed", "streamed-split")
 
 
-def markdown(out, sms=132) -> str:
-    """The csv as the table of docs/gpu.md: times in ms; cuDNN's time over that of the path
-    ``auto`` takes (by its rule, for a GPU of ``sms`` multiprocessors; above 1: ours is faster),
-    and over our fastest variant's."""
+def markdown(out) -> str:
+    """The csv as the table of docs/gpu.md: times in ms; cuDNN's time over that of ``auto`` (the
+    default; "takes" names the path of each pass; above 1: ours is faster), and over our fastest
+    variant's."""
     import pandas as pd
 
     df = pd.read_csv(out)
     df = df[df["time_s"].notna()]
-    t = df.pivot_table(index=["cell", "seq_len", "batch", "hidden_size", "phase"], columns="impl", values="time_s")
-    head = ["cell", "T", "B", "H", "phase", "cuDNN TF32 off", "cuDNN TF32 on", *OURS, "auto takes", "vs off",
-            "vs on", "fastest of ours", "vs off", "layer API"]
+    keys = ["cell", "seq_len", "batch", "hidden_size", "phase"]
+    t = df.pivot_table(index=keys, columns="impl", values="time_s")
+    takes = df[df["impl"] == "rnnbench-auto"].set_index(keys)["note"].fillna("").str.removeprefix("takes ")
+    head = ["cell", "T", "B", "H", "phase", "cuDNN TF32 off", "cuDNN TF32 on", "auto", "auto takes", "vs off",
+            "vs on", *OURS, "fastest of ours", "vs off", "layer API"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-    for (cell, T, B, H, phase), r in t.iterrows():
-        path = _auto_takes(cell, B, H, sms)
-        ours = r[f"rnnbench-{path}"]
+    for key, r in t.iterrows():
+        ours = r["rnnbench-auto"]
         measured = {k: r[f"rnnbench-{k}"] for k in OURS if pd.notna(r.get(f"rnnbench-{k}"))}
         best = min(measured, key=measured.get)
         ms = [f"{r[k] * 1e3:.2f}" if pd.notna(r.get(k)) else "" for k in
-              ("cudnn-tf32-off", "cudnn-tf32-on", *(f"rnnbench-{k}" for k in OURS), "rnnbench-layer")]
-        lines.append(f"| {cell} | {T} | {B} | {H} | {phase} | " + " | ".join(ms[:-1]) + f" | {path} | "
-                     f"{r['cudnn-tf32-off'] / ours:.2f}x | {r['cudnn-tf32-on'] / ours:.2f}x | {best} | "
-                     f"{r['cudnn-tf32-off'] / measured[best]:.2f}x | {ms[-1]} |")
+              ("cudnn-tf32-off", "cudnn-tf32-on", "rnnbench-auto", *(f"rnnbench-{k}" for k in OURS),
+               "rnnbench-layer")]
+        lines.append("| " + " | ".join(map(str, key)) + " | " + " | ".join(ms[:3]) + f" | {takes[key]} | "
+                     f"{r['cudnn-tf32-off'] / ours:.2f}x | {r['cudnn-tf32-on'] / ours:.2f}x | "
+                     + " | ".join(ms[3:-1]) + f" | {best} | {r['cudnn-tf32-off'] / measured[best]:.2f}x | {ms[-1]} |")
     return "\n".join(lines)
 
 

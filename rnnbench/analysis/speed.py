@@ -59,12 +59,22 @@ def _numba_cache_counts() -> tuple[int, int]:
     return hits, misses
 
 
+def _path(backend: str, phase: str) -> dict:
+    """The cuda backend's ``path`` column: which recurrence path the timed passes ran."""
+    if backend != "cuda":
+        return {}
+    from rnnbench.backends.cuda import taken
+
+    return {"path": taken(phase)}
+
+
 def measure_speed(config: Config, backends=("cpu",), repeats: int = 5, warmup: int = 1,
                   strategy: str = "full", truncation=None, chunk=None, threads: int | None = None,
                   seed: int = 0, gemm: bool = True) -> list[dict]:
     """Rows of ``time_s`` (with min, max, IQR), ``gflops``, ``time_per_step`` per backend and
     phase, ``compile_s`` per backend, and (``gemm``, where a host backend is timed) the GEMM-limit
-    rows. The ``clock`` column says how each backend was timed (``Runner.clock``)."""
+    rows. The ``clock`` column says how each backend was timed (``Runner.clock``); the cuda
+    backend's rows also say which ``path`` its recurrence took."""
     from rnnbench.runtime import get_num_threads, set_num_threads
 
     if threads is not None:
@@ -96,7 +106,7 @@ def measure_speed(config: Config, backends=("cpu",), repeats: int = 5, warmup: i
                             metric="compile_s", value=overhead, unit="s", cache=cache, clock=clock))
         for p in first:
             st = stats[(b, p)]
-            row = base_row(config, b, truncation=truncation, **extra, phase=p, clock=clock)
+            row = base_row(config, b, truncation=truncation, **extra, phase=p, clock=clock, **_path(b, p))
             out.append(dict(row, metric="time_s", value=st.median, unit="s", **st.columns()))
             out.append(dict(row, metric="time_per_step", value=st.median / config.seq_len, unit="s"))
             out.append(dict(row, metric="gflops", value=config.flops(p) / st.median / 1e9, unit="GFLOP/s"))

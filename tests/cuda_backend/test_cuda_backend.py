@@ -236,6 +236,18 @@ def test_the_speed_analysis_times_the_cuda_backend():
     times = {r["phase"]: r["value"] for r in rows if r["metric"] == "time_s" and r["backend"] == "cuda"}
     assert set(times) == {"fwd", "bwd", "fwd+bwd"} and all(v > 0 for v in times.values())
     assert {r["clock"] for r in rows} == {_clock()} and {r["backend"] for r in rows} == {"cuda"}  # no host GEMM rows
+    assert {r["path"] for r in rows if r["metric"] == "time_s"} == {"persistent"}  # auto's pick at batch 2
+
+
+def test_taken_names_the_path_each_pass_ran(monkeypatch):
+    from rnnbench.backends import cuda
+
+    for path in ("steps", "persistent", "streamed"):
+        monkeypatch.setattr(get_backend("cuda"), "path", path)
+        _compare("gru", "float64", 1e-12, T=2, B=1, hidden=3)
+        assert cuda.taken("fwd") == cuda.taken("bwd") == cuda.taken("fwd+bwd") == path
+    monkeypatch.setattr(cuda, "TAKEN", {"forward": "persistent", "backward": "steps"})
+    assert cuda.taken("fwd+bwd") == "persistent/steps" and cuda.taken("bwd") == "steps"
 
 
 def test_on_a_gpu_the_cuda_backend_is_timed_with_events(monkeypatch):
@@ -297,7 +309,7 @@ def test_the_gpu_benchmark_runs_through_with_torch_on_the_cpu(tmp_path, monkeypa
 
     import pandas as pd
     import torch
-    from numba import config, cuda
+    from numba import config
 
     if not config.ENABLE_CUDASIM:
         pytest.skip("on a GPU, benchmarks/gpu/device_check.sh runs the script itself")
@@ -307,7 +319,6 @@ def test_the_gpu_benchmark_runs_through_with_torch_on_the_cpu(tmp_path, monkeypa
     spec.loader.exec_module(vs)
     monkeypatch.setattr(torch.nn.Module, "cuda", lambda self, *a, **k: self)
     monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
-    monkeypatch.setattr(type(cuda.get_current_device()), "MULTIPROCESSOR_COUNT", 1, raising=False)
 
     def once(fn, repeats, warmup=2):  # the simulator's events record no time: run once, say 1 ms
         fn()
@@ -321,14 +332,16 @@ def test_the_gpu_benchmark_runs_through_with_torch_on_the_cpu(tmp_path, monkeypa
         vs.measure(writer, f, "lstm", 2, 2, 4, "simulator")  # auto takes the persistent kernel
         vs.measure(writer, f, "gru", 2, 20, 4, "simulator")  # batch 20: auto takes the steps
     rows = pd.read_csv(out)
-    ours = {"persistent", "streamed", "streamed-split"}
+    ours = {"auto", "persistent", "streamed", "streamed-split"}
     assert set(rows[rows["batch"] == 2]["impl"]) == {f"rnnbench-{k}" for k in ours | {"layer"}} | {
         f"cudnn-tf32-{k}" for k in ("on", "off")}
     assert set(rows[rows["batch"] == 20]["impl"]) >= {f"rnnbench-{k}" for k in ours | {"steps", "steps-split"}}
+    auto = rows[rows["impl"] == "rnnbench-auto"]
+    assert list(auto["note"]) == ["takes persistent"] * 2 + ["takes steps"] * 2  # batch 2, then batch 20
     errors = rows[rows["rel_err_out"].notna()][["rel_err_out", "rel_err_dx", "rel_err_dw_hh"]]
-    assert len(errors) == 2 * (3 + 5) and (errors < 1e-5).all().all()  # fwd, fwd+bwd of every variant
-    table = vs.markdown(out, sms=1).splitlines()
-    assert len(table) == 2 + 4 and table[3].startswith("| gru | 2 | 20 | 4 | fwd+bwd | 1.00 | 1.00 | 1.00 |")
+    assert len(errors) == 2 * (4 + 6) and (errors < 1e-5).all().all()  # fwd, fwd+bwd of every variant
+    table = vs.markdown(out).splitlines()
+    assert len(table) == 2 + 4 and table[3].startswith("| gru | 2 | 20 | 4 | fwd+bwd | 1.00 | 1.00 | 1.00 | steps |")
     assert "| steps | 1.00x | 1.00x |" in table[3]
 
 

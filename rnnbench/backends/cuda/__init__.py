@@ -11,7 +11,7 @@ reverse the same way, then dx and every weight gradient as large products over a
 (``PERSISTENT_MAX_BATCH``) and it takes one block per SM at most, else the per-step launches (on an
 H200 the persistent kernel lost wherever it needed 2-3 blocks per SM: docs/gpu.md). The streamed
 path, and splitting the steps' products along k (``splits``), are chosen only when asked for until
-a GPU has timed them.
+a GPU has timed them. ``taken(phase)`` names the path the last pass ran.
 
 ``forward_pass`` / ``backward_pass`` work on device arrays alone (what the benchmarks time, with
 CUDA events). ``CudaBackend`` serves the layers above (stacking, directions, dropout, truncation,
@@ -174,6 +174,31 @@ def _launch_streamed(kernel, args, B, H, K, gates, tile, splits):
     kernel[min(tiles_j * tiles_b * splits, resident), (T, T)](*full)
 
 
+# the path the last forward and backward pass ran: where "auto" went (the speed rows, the benchmarks)
+TAKEN = {"forward": None, "backward": None}
+
+
+def taken(phase: str) -> str:
+    """The path the last pass of ``phase`` ran ("fwd", "bwd", or "fwd+bwd": one name where forward
+    and backward agree, else "forward/backward", e.g. "persistent/steps")."""
+    passes = {"fwd": ("forward",), "bwd": ("backward",), "fwd+bwd": ("forward", "backward")}[phase]
+    return "/".join(dict.fromkeys(str(TAKEN[p]) for p in passes))
+
+
+def _recurrence(which, k, args, B, H, K, gates, tile, path, splits, steps) -> None:
+    """The recurrence of a pass (``which``: "forward" or "backward", ``steps`` launches on the steps
+    path) on ``path``: the streamed kernel; the persistent one where asked for, or where auto
+    allows it and it fits; else the per-step launches. Notes the path it ran in ``TAKEN``."""
+    if path == "streamed":
+        _launch_streamed(getattr(k, f"streamed_{which}"), args, B, H, K, gates, tile, splits)
+    elif _launch_persistent(getattr(k, f"persistent_{which}"), args, gates, K, H, B, args[-1].dtype, path):
+        path = "persistent"
+    else:
+        _step_launches(getattr(k, f"step_{which}"), args, B, H, K, gates, tile, splits, steps)
+        path = "steps"
+    TAKEN[which] = path
+
+
 def forward_pass(cell, dw: DeviceWeights, x, h0, c0, reverse: bool, store: bool, path: str = "auto",
                  splits=1) -> DeviceTape:
     """The recurrence of one layer and direction over x (n, B, I), all on the device; ``splits``:
@@ -192,10 +217,7 @@ def forward_pass(cell, dw: DeviceWeights, x, h0, c0, reverse: bool, store: bool,
     tape = empty((n if store and planes else 1, max(len(planes), 1), B, H), dtype)
     one = np.dtype(dtype).type(1)
     args = (xp, dw.w_hh, dw.bias, h0, c0, h, c, tape, reverse, one)
-    if path == "streamed":
-        _launch_streamed(k.streamed_forward, args, B, H, H, G, tile, splits)
-    elif not _launch_persistent(k.persistent_forward, args, G, H, H, B, dtype, path):
-        _step_launches(k.step_forward, args, B, H, H, G, tile, splits, n)
+    _recurrence("forward", k, args, B, H, H, G, tile, path, splits, n)
     return DeviceTape(h, c, tape, h0, c0)
 
 
@@ -219,10 +241,7 @@ def backward_pass(cell, dw: DeviceWeights, tape: DeviceTape, x, dy, dh_n, dc_n, 
     one = np.dtype(dtype).type(1)
     args = (dw.w_hh_t, dy, direct, dc, tape.planes, tape.h, tape.h0, tape.c, tape.c0, dax, dah, hid, cel, dh0,
             reverse, one)
-    if path == "streamed":
-        _launch_streamed(k.streamed_backward, args, B, H, G * H, 1, tile, splits)
-    elif not _launch_persistent(k.persistent_backward, args, 1, G * H, H, B, dtype, path):
-        _step_launches(k.step_backward, args, B, H, G * H, 1, tile, splits, n + 1)
+    _recurrence("backward", k, args, B, H, G * H, 1, tile, path, splits, n + 1)
     _weight_gradients(dax.reshape(n * B, G * H), dah.reshape(n * B, G * H), x, tape, grads, reverse)
     dx = empty(x.shape, dtype)
     gemm(dax.reshape(n * B, G * H), dw.w_ih, dx.reshape(n * B, x.shape[2]))
@@ -263,7 +282,8 @@ class CudaBackend:
 
     @property
     def path(self) -> str:
-        """How the recurrence runs: "auto", "steps" or "persistent" (see the module's doc); set it
+        """How the recurrence runs: "auto", "steps", "persistent" or "streamed" (see the module's
+        doc; ``taken`` says where "auto" went); set it
         on the shared instance, ``rnnbench.backends.get_backend("cuda").path = "steps"``."""
         return self._path
 
