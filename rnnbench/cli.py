@@ -91,8 +91,15 @@ def _backends(value) -> list[str]:
     from rnnbench.backends import available
 
     out = _choices("backend", value, available() + list(BASELINES))
-    if "torch" in out and not torch_installed():
+    if {"torch", "cudnn"} & set(out) and not torch_installed():
         raise click.UsageError("torch is not installed: pip install rnnbench[torch]")
+    if "cudnn" in out:
+        from rnnbench.analysis.runners import require_cudnn
+
+        try:
+            require_cudnn()
+        except RuntimeError as e:
+            raise click.UsageError(str(e)) from None
     if "cuda" in out:
         from rnnbench.backends.cuda import gpu_or_simulator
 
@@ -287,7 +294,8 @@ def _merge(config_path, section, allowed, flags):
 
 @main.command()
 @click.option("--cells", help="comma-separated: rnn_tanh, rnn_relu, lstm, gru [rnn_tanh,lstm,gru]")
-@click.option("--backends", help="cpu, reference, torch, cuda [cpu,reference, and torch when installed]")
+@click.option("--backends", help="cpu, reference, torch (on the CPU), cuda, cudnn (torch on the GPU) "
+                                 "[cpu,reference, and torch when installed]")
 @click.option("--dtypes", help="float32, float64 [float32]")
 @click.option("--seq-lens", "seq_lens", help="sequence lengths [25,50,100]")
 @click.option("--batch", help="batch sizes [16]")
@@ -308,6 +316,7 @@ def _merge(config_path, section, allowed, flags):
 def run(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
     """Speed and memory sweep. With no flags: a quick default sweep (about a minute)."""
     from rnnbench.analysis.memory import check_memory_backend
+    from rnnbench.analysis.runners import BASELINES
     from rnnbench.analysis.strategies import STRATEGIES
     from rnnbench.sweeps import Task
 
@@ -347,7 +356,7 @@ def run(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
                       bidirectional=bidirectional, dtype=dtype)
         for trunc, strategy in itertools.product(truncations, strategies):
             plain = trunc is None and strategy == "full"  # all the torch baseline can run
-            tasks.append(Task.make("speed", **config, backends=[b for b in backends if plain or b != "torch"],
+            tasks.append(Task.make("speed", **config, backends=[b for b in backends if plain or b not in BASELINES],
                                    repeats=repeats, warmup=warmup, strategy=strategy, truncation=trunc,
                                    threads=threads))
         for backend, strategy in itertools.product(memory_backends if memory else [], STRATEGIES):

@@ -17,9 +17,10 @@ from rnnbench.results import training_runs
 
 CELL_COLORS = {"rnn_tanh": "#1f77b4", "rnn_relu": "#9467bd", "lstm": "#2ca02c", "gru": "#d62728"}
 CELL_LABELS = {"rnn_tanh": "RNN (tanh)", "rnn_relu": "RNN (relu)", "lstm": "LSTM", "gru": "GRU"}
-STYLES = {"cpu": "-", "reference": "--", "torch": ":", "cuda": "-.", "gemm": (0, (3, 1, 1, 1, 1, 1)),
+STYLES = {"cpu": "-", "reference": "--", "torch": ":", "cuda": "-.", "cudnn": (0, (1, 1)),
+          "gemm": (0, (3, 1, 1, 1, 1, 1)),
           "full": "-", "checkpoint": "--", "streaming": ":"}
-MARKERS = {"cpu": "o", "reference": "s", "torch": "^", "cuda": "D", "gemm": "",
+MARKERS = {"cpu": "o", "reference": "s", "torch": "^", "cuda": "D", "cudnn": "v", "gemm": "",
            "full": "o", "checkpoint": "s", "streaming": "^"}
 
 

@@ -27,7 +27,8 @@ def _varying(frame, columns):
 
 def speed_table(frame: pd.DataFrame, phase: str = "fwd+bwd") -> pd.DataFrame:
     """Median ms per backend for each configuration, and how many times faster the first
-    backend is than each baseline (torch, reference) measured beside it."""
+    backend is than each baseline (torch, reference) measured beside it; the cuda backend's
+    against cudnn (torch on the GPU)."""
     d = _sel(frame, "speed", "time_s")
     if "phase" in d:
         d = d[d["phase"] == phase]
@@ -38,13 +39,15 @@ def speed_table(frame: pd.DataFrame, phase: str = "fwd+bwd") -> pd.DataFrame:
     if "seq_len" not in keys:
         keys.append("seq_len")
     table = d.pivot_table(index=keys, columns="backend", values="value", aggfunc="median") * 1e3
-    order = [b for b in ("cpu", "cuda", "reference", "torch", "gemm") if b in table] + \
-            [b for b in table if b not in ("cpu", "cuda", "reference", "torch", "gemm")]
+    known = ("cpu", "cuda", "reference", "torch", "cudnn", "gemm")
+    order = [b for b in known if b in table] + [b for b in table if b not in known]
     table = table[order]
     lead = order[0]
-    for base in ("torch", "reference"):
-        if base in table and base != lead:
-            table[f"speed-up vs {base}"] = table[base] / table[lead]
+    for base in ("torch", "reference", "cudnn"):
+        ours = "cuda" if base == "cudnn" else lead
+        if base in table and ours in table and base != ours:
+            name = f"speed-up vs {base}" if ours == lead else f"{ours} speed-up vs {base}"
+            table[name] = table[base] / table[ours]
     return table.rename(columns={b: f"{b} ms" for b in order}).reset_index()
 
 
@@ -139,13 +142,13 @@ def readings(frame: pd.DataFrame) -> list[str]:
     speed = _sel(frame, "speed", "time_s")
     if "phase" in speed:
         speed = speed[speed["phase"] == "fwd+bwd"]
-    for base in ("torch", "reference"):
+    for ours, base in (("cpu", "torch"), ("cpu", "reference"), ("cuda", "cudnn")):
         p = speed.pivot_table(index=["cell", "seq_len", "batch", "input_size", "hidden_size", "dtype"],
                               columns="backend", values="value", aggfunc="median") if len(speed) else None
-        if p is not None and "cpu" in p and base in p:
-            r = (p[base] / p["cpu"]).dropna()
+        if p is not None and ours in p and base in p:
+            r = (p[base] / p[ours]).dropna()
             if len(r):
-                out.append(f"forward+backward: the cpu backend is {np.exp(np.log(r).mean()):.2f}x as fast as "
+                out.append(f"forward+backward: the {ours} backend is {np.exp(np.log(r).mean()):.2f}x as fast as "
                            f"{base} (geometric mean over {len(r)} configurations; range "
                            f"{r.min():.2f}x to {r.max():.2f}x; above 1 is faster).")
     if len(speed):

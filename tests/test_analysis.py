@@ -194,6 +194,48 @@ def test_torch_runner_computes_the_same_gradients():
         theirs.backward(truncation=2)
 
 
+def test_the_cudnn_baseline_needs_torch_to_see_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("torch sees a GPU here")
+    with pytest.raises(RuntimeError, match=r"baseline 'cudnn' is torch on a GPU, and torch sees none"):
+        Runner(Config("gru", 3, 2, 3, 4), "cudnn")
+
+
+def test_the_cudnn_baseline_runs_torch_on_the_device_timed_by_its_events(monkeypatch):
+    """With torch's CPU modules standing in for the GPU: the cudnn runner moves module and data to
+    the device, turns TF32 off, computes torch's gradients, and is timed on torch's events."""
+    import torch
+
+    from rnnbench.analysis import timing
+    from rnnbench.report import readings, speed_table
+
+    moved = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, device: moved.append(device) or self)
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, device: moved.append(device) or self)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    events = []
+    monkeypatch.setitem(timing.CLOCKS, "torch_cuda_event", lambda run: events.append(run()) or 1e-3)
+    config = Config("lstm", 5, 2, 3, 4, dtype="float64")
+    ours, theirs = Runner(config, "cpu"), Runner(config, "cudnn")
+    assert moved == ["cuda"] * 3 and torch.backends.cudnn.allow_tf32 is False
+    g, t = ours.step(), theirs.step()
+    for name, value in t.items():
+        np.testing.assert_allclose(g[name], value.numpy(), rtol=1e-10)
+    rows = [r for r in measure_speed(config, backends=("cpu", "cudnn"), repeats=2) if r["metric"] == "time_s"]
+    cudnn = [r for r in rows if r["backend"] == "cudnn"]
+    assert {r["clock"] for r in cudnn} == {"torch_cuda_event"} and {r["value"] for r in cudnn} == {1e-3}
+    assert len(events) >= 3 * 3 and {r["backend"] for r in rows} == {"cpu", "cudnn", "gemm"}
+    # the report sets the cuda backend against cudnn, as the cpu backend against torch
+    frame = to_frame(rows + [dict(r, backend="cuda", value=2e-3) for r in rows if r["backend"] == "cpu"])
+    table = speed_table(frame)
+    assert table["cuda speed-up vs cudnn"].tolist() == [0.5] and "speed-up vs cudnn" not in table  # not the cpu's
+    assert any(line.startswith("forward+backward: the cuda backend is 0.50x as fast as cudnn")
+               for line in readings(frame))
+
+
 # --- truncation ---------------------------------------------------------------------------------
 
 def test_truncation_fidelity():

@@ -137,6 +137,7 @@ def test_config_file(tmp_path):
     (["--strategies", "streaming"], "unknown strategy 'streaming'"),
     (["--repeats", "0"], "repeats: 0 is out of range"),
     (["--memory-backends", "torch"], "does not see torch's allocator"),
+    (["--backends", "cpu,cudnn"], "baseline 'cudnn' is torch on a GPU, and torch sees none"),
 ])
 def test_bad_flags_exit_2_naming_the_problem(args, message):
     r = invoke("run", *args)

@@ -138,8 +138,8 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
 
 
 def check_memory_backend(backend: str) -> None:
-    """Refuse the one backend whose memory cannot be measured here."""
-    if backend == "torch":
+    """Refuse the baselines, whose memory cannot be measured here."""
+    if backend in ("torch", "cudnn"):
         raise ValueError("memory is measured with tracemalloc, which does not see torch's allocator; "
                          "measure cpu, reference or cuda")
 

@@ -1,8 +1,11 @@
-"""One call API over every backend: rnnbench's models, and torch's fused modules as the baseline.
+"""One call API over every backend: rnnbench's models, and torch's fused modules as the baselines.
 
 A runner is what the speed and memory experiments time: ``forward(grad)`` and
 ``backward()`` on data made once in ``setup``. torch runs its fastest paths: a forward alone in
-``torch.inference_mode()``, forward+backward through autograd.
+``torch.inference_mode()``, forward+backward through autograd. Two baselines: ``torch``, torch on
+the CPU (beside the host backends), and ``cudnn``, torch on the GPU (cuDNN's kernels, beside the
+cuda backend): data and weights resident on the device, TF32 off (FP32 like for like), timed
+with torch's CUDA events.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import numpy as np
 from rnnbench.backends import available
 from rnnbench.layers import RecurrentLayer
 
-BASELINES = ("torch",)
+BASELINES = ("torch", "cudnn")
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,22 @@ def require_torch():
     return torch
 
 
+def require_cudnn():
+    """torch, where it sees a GPU (the ``cudnn`` baseline)."""
+    torch = require_torch()
+    if not torch.cuda.is_available():
+        raise RuntimeError("baseline 'cudnn' is torch on a GPU, and torch sees none (torch.cuda.is_available() "
+                           "is False): it needs a CUDA build of torch on a machine with a GPU")
+    return torch
+
+
 def check_backend(name: str) -> None:
     if name not in available() + list(BASELINES):
         raise ValueError(f"unknown backend {name!r}; available: {', '.join(available() + list(BASELINES))}")
     if name == "torch":
         require_torch()
+    if name == "cudnn":
+        require_cudnn()
 
 
 def torch_recurrent_module(cell: str, input_size: int, hidden_size: int, **kwargs):
@@ -91,25 +105,37 @@ class Runner:
         D = 2 if c.bidirectional else 1
         self.grad_output = rng.standard_normal((c.seq_len, c.batch, D * c.hidden_size)).astype(c.dtype)
         self.model = RecurrentLayer(c.cell, c.input_size, c.hidden_size, backend=
-                                    "reference" if self.backend == "torch" else self.backend,
+                                    "reference" if self.baseline else self.backend,
                                     seed=self.seed, **c.model_kwargs())
-        if self.backend == "torch":
+        if self.baseline:
             self._torch_setup()
+
+    @property
+    def baseline(self) -> bool:
+        """Whether this runner is one of torch's (``BASELINES``) rather than an rnnbench model."""
+        return self.backend in BASELINES
 
     def _torch_setup(self):
         torch = require_torch()
         c = self.config
+        device = "cuda" if self.backend == "cudnn" else "cpu"
+        if device == "cuda":  # FP32 like for like: no TF32 in cuDNN's products (torch's default uses it)
+            torch.backends.cudnn.allow_tf32 = False
         self._module = torch_recurrent_module(c.cell, c.input_size, c.hidden_size, num_layers=c.num_layers,
                                               bidirectional=c.bidirectional, dtype=getattr(torch, c.dtype))
         self._module.load_state_dict({k: torch.from_numpy(v) for k, v in self.model.state_dict().items()})
-        self._x = torch.from_numpy(self.x)
-        self._go = torch.from_numpy(self.grad_output)
+        self._module = self._module.to(device)
+        self._x = torch.from_numpy(self.x).to(device)
+        self._go = torch.from_numpy(self.grad_output).to(device)
         self._out = None
 
     @property
     def clock(self) -> str:
         """How this runner's calls are timed (a key of ``timing.CLOCKS``): CUDA events for the cuda
-        backend on a GPU (the simulator's events record no time), the host clock otherwise."""
+        backend on a GPU (the simulator's events record no time) and torch's for cudnn, the host
+        clock otherwise."""
+        if self.backend == "cudnn":
+            return "torch_cuda_event"
         if self.backend == "cuda":
             from numba import config
 
@@ -118,7 +144,7 @@ class Runner:
         return "host"
 
     def forward(self, grad: bool = True, **kwargs):
-        if self.backend != "torch":
+        if not self.baseline:
             return self.model(self.x, grad=grad, **kwargs)
         _torch_full_bptt_only(kwargs)
         torch = require_torch()
@@ -130,7 +156,7 @@ class Runner:
             return self._module(self._x)
 
     def backward(self, **kwargs):
-        if self.backend != "torch":
+        if not self.baseline:
             return self.model.backward(self.grad_output, **kwargs)
         _torch_full_bptt_only(kwargs)
         self._module.zero_grad(set_to_none=True)

@@ -35,7 +35,7 @@ def phase_items(runner: Runner, strategy: str, truncation, chunk) -> dict:
     if strategy != "streaming":
         fwd = forward_kwargs(strategy, chunk)
         bwd = {} if truncation is None else {"truncation": truncation}
-        if runner.backend != "torch":
+        if not runner.baseline:
             bwd["hidden"] = False
         # a forward alone runs as inference (torch: inference_mode), but for checkpointing,
         # whose forward is what keeps the states
@@ -110,7 +110,7 @@ def measure_speed(config: Config, backends=("cpu",), repeats: int = 5, warmup: i
             out.append(dict(row, metric="time_s", value=st.median, unit="s", **st.columns()))
             out.append(dict(row, metric="time_per_step", value=st.median / config.seq_len, unit="s"))
             out.append(dict(row, metric="gflops", value=config.flops(p) / st.median / 1e9, unit="GFLOP/s"))
-    if gemm and set(backends) - {"cuda"}:  # numpy's rate is the limit of the host's backends only
+    if gemm and set(backends) - {"cuda", "cudnn"}:  # numpy's rate is the limit of the host's backends only
         out += measure_gemm(config, repeats, list(rows[0][1]), threads)
     return out
 

@@ -32,7 +32,7 @@ def training_step(runner, strategy: str = "full", truncation=None, chunk=None):
     if strategy == "streaming":
         return lambda: streaming_step(runner, chunk)
     bwd_kwargs = {} if truncation is None else {"truncation": truncation}
-    if runner.backend != "torch":
+    if not runner.baseline:
         bwd_kwargs["hidden"] = False  # what torch's backward computes, no more
     fwd_kwargs = forward_kwargs(strategy, chunk)
 
@@ -45,8 +45,8 @@ def training_step(runner, strategy: str = "full", truncation=None, chunk=None):
 
 def streaming_step(runner, chunk: int) -> dict:
     """Chunk-by-chunk forward and backward; returns the parameter gradients summed over chunks."""
-    if runner.backend == "torch":
-        raise ValueError("the torch baseline runs full BPTT only")
+    if runner.baseline:
+        raise ValueError(f"the {runner.backend} baseline runs full BPTT only")
     m, x, go = runner.model, runner.x, runner.grad_output
     grads, state = {}, None
     for s in range(0, x.shape[0], chunk):

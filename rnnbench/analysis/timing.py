@@ -47,7 +47,21 @@ def cuda_event_clock(run: Callable[[], object]) -> float:
     return start.elapsed_time(end) / 1e3
 
 
-CLOCKS = {"host": host_clock, "cuda_event": cuda_event_clock}
+def torch_cuda_event_clock(run: Callable[[], object]) -> float:
+    """Seconds between two of torch's CUDA events on its current stream around ``run`` (the
+    ``cudnn`` baseline's work), once the device is idle."""
+    import torch
+
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    run()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3
+
+
+CLOCKS = {"host": host_clock, "cuda_event": cuda_event_clock, "torch_cuda_event": torch_cuda_event_clock}
 
 
 @dataclass(frozen=True)

@@ -348,7 +348,7 @@ def test_the_gpu_benchmark_runs_through_with_torch_on_the_cpu(tmp_path, monkeypa
 def test_gradient_decay_and_training_agree_with_the_cpu_backend():
     """The analysis and the training loop above the layer API, on the device: gradient norms
     (float64) equal the cpu backend's; a training run with k1/k2 truncation and clipping (float32)
-    follows the same losses and gradient norms."""
+    follows the same losses and gradient norms (to 1e-4, the float32 contract)."""
     from rnnbench.analysis.gradients import decay_experiment
     from rnnbench.train import train_run
 
@@ -360,7 +360,7 @@ def test_gradient_decay_and_training_agree_with_the_cpu_backend():
             for b in ("cpu", "cuda")]
     assert {r["backend"] for r in runs[1]} == {"cuda"} and "eval_loss" in {r["metric"] for r in runs[1]}
     assert [(r["metric"], r.get("step")) for r in runs[0]] == [(r["metric"], r.get("step")) for r in runs[1]]
-    np.testing.assert_allclose([r["value"] for r in runs[1]], [r["value"] for r in runs[0]], rtol=1e-5)
+    np.testing.assert_allclose([r["value"] for r in runs[1]], [r["value"] for r in runs[0]], rtol=1e-4)
 
 
 def test_the_gradients_and_train_commands_take_the_cuda_backend(tmp_path, monkeypatch):
