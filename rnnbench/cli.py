@@ -355,7 +355,7 @@ def run(config_path, out, resume, quiet, as_json, workers, scheduler, **flags):
         config = dict(cell=cell, seq_len=T, batch=B, input_size=I or H, hidden_size=H, num_layers=L,
                       bidirectional=bidirectional, dtype=dtype)
         for trunc, strategy in itertools.product(truncations, strategies):
-            plain = trunc is None and strategy == "full"  # all the torch baseline can run
+            plain = trunc is None and strategy == "full"  # all the baselines can run
             tasks.append(Task.make("speed", **config, backends=[b for b in backends if plain or b not in BASELINES],
                                    repeats=repeats, warmup=warmup, strategy=strategy, truncation=trunc,
                                    threads=threads))

@@ -83,9 +83,9 @@ def torch_recurrent_module(cell: str, input_size: int, hidden_size: int, **kwarg
     return cls(input_size, hidden_size, **kwargs)
 
 
-def _torch_full_bptt_only(kwargs: dict) -> None:
+def _full_bptt_only(baseline: str, kwargs: dict) -> None:
     if kwargs.get("checkpoint") is not None or kwargs.get("truncation") is not None:
-        raise ValueError("the torch baseline runs full BPTT only (no truncation or checkpointing)")
+        raise ValueError(f"the {baseline} baseline runs full BPTT only (no truncation or checkpointing)")
 
 
 @dataclass
@@ -146,7 +146,7 @@ class Runner:
     def forward(self, grad: bool = True, **kwargs):
         if not self.baseline:
             return self.model(self.x, grad=grad, **kwargs)
-        _torch_full_bptt_only(kwargs)
+        _full_bptt_only(self.backend, kwargs)
         torch = require_torch()
         if grad:
             x = self._x.detach().requires_grad_()
@@ -158,7 +158,7 @@ class Runner:
     def backward(self, **kwargs):
         if not self.baseline:
             return self.model.backward(self.grad_output, **kwargs)
-        _torch_full_bptt_only(kwargs)
+        _full_bptt_only(self.backend, kwargs)
         self._module.zero_grad(set_to_none=True)
         self._out.backward(self._go)
         return {name: p.grad for name, p in self._module.named_parameters()}

@@ -283,8 +283,8 @@ class CudaBackend:
     @property
     def path(self) -> str:
         """How the recurrence runs: "auto", "steps", "persistent" or "streamed" (see the module's
-        doc; ``taken`` says where "auto" went); set it
-        on the shared instance, ``rnnbench.backends.get_backend("cuda").path = "steps"``."""
+        doc; ``taken`` says where "auto" went); set it on the shared instance,
+        ``rnnbench.backends.get_backend("cuda").path = "steps"``."""
         return self._path
 
     @path.setter
