@@ -554,6 +554,7 @@ def info():
     """Versions, CPU, threads, GPU or simulator status, torch."""
     from rich.table import Table
 
+    from rnnbench.analysis.runners import cudnn_status
     from rnnbench.results import environment
 
     env = environment()
@@ -567,6 +568,7 @@ def info():
     table.add_row("logical cores", str(env["cpu"]["logical_cores"]))
     table.add_row("kernel threads", str(env["threads"]))
     table.add_row("gpu", env["gpu"])
+    table.add_row("cudnn baseline", cudnn_status())
     table.add_row("platform", env["platform"])
     table.add_row("git commit", env["git_commit"] or "-")
     _console().print(table)

@@ -213,6 +213,7 @@ def test_the_cudnn_baseline_runs_torch_on_the_device_timed_by_its_events(monkeyp
 
     moved = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "a stand-in GPU")
     monkeypatch.setattr(torch.nn.Module, "to", lambda self, device: moved.append(device) or self)
     monkeypatch.setattr(torch.Tensor, "to", lambda self, device: moved.append(device) or self)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
@@ -227,6 +228,7 @@ def test_the_cudnn_baseline_runs_torch_on_the_device_timed_by_its_events(monkeyp
     rows = [r for r in measure_speed(config, backends=("cpu", "cudnn"), repeats=2) if r["metric"] == "time_s"]
     cudnn = [r for r in rows if r["backend"] == "cudnn"]
     assert {r["clock"] for r in cudnn} == {"torch_cuda_event"} and {r["value"] for r in cudnn} == {1e-3}
+    assert all(r["note"].startswith("cuDNN ") and r["note"].endswith(" on a stand-in GPU, TF32 off") for r in cudnn)
     assert len(events) >= 3 * 3 and {r["backend"] for r in rows} == {"cpu", "cudnn", "gemm"}
     # the report sets the cuda backend against cudnn, as the cpu backend against torch
     frame = to_frame(rows + [dict(r, backend="cuda", value=2e-3) for r in rows if r["backend"] == "cpu"])

@@ -204,8 +204,12 @@ def test_tables_keep_their_values_in_a_pipe_and_a_narrow_terminal(swept, monkeyp
 def test_info():
     r = invoke("info")
     assert r.exit_code == 0
-    for word in ("rnnbench", "numba", "numpy", "cpu", "gpu", "kernel threads"):
+    for word in ("rnnbench", "numba", "numpy", "cpu", "gpu", "kernel threads", "cudnn baseline"):
         assert word in r.text
+    import torch
+
+    if not torch.cuda.is_available():
+        assert "unavailable: torch sees no GPU" in r.text
 
 
 def test_shipped_example_configs_parse(tmp_path, monkeypatch):

@@ -64,6 +64,15 @@ def require_cudnn():
     return torch
 
 
+def cudnn_status() -> str:
+    """What the ``cudnn`` baseline runs on: cuDNN's version and the GPU, or why it cannot run."""
+    try:
+        torch = require_cudnn()
+    except RuntimeError as e:
+        return "unavailable: " + ("torch is not installed" if "not installed" in str(e) else "torch sees no GPU")
+    return f"cuDNN {torch.backends.cudnn.version()} on {torch.cuda.get_device_name()}"
+
+
 def check_backend(name: str) -> None:
     if name not in available() + list(BASELINES):
         raise ValueError(f"unknown backend {name!r}; available: {', '.join(available() + list(BASELINES))}")

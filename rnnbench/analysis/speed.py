@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rnnbench.analysis.runners import Config, Runner
+from rnnbench.analysis.runners import Config, Runner, cudnn_status
 from rnnbench.analysis.strategies import forward_kwargs, training_step
 from rnnbench.analysis.timing import CLOCKS, Timed, time_interleaved
 from rnnbench.cells import get_cell
@@ -59,13 +59,16 @@ def _numba_cache_counts() -> tuple[int, int]:
     return hits, misses
 
 
-def _path(backend: str, phase: str) -> dict:
-    """The cuda backend's ``path`` column: which recurrence path the timed passes ran."""
-    if backend != "cuda":
-        return {}
-    from rnnbench.backends.cuda import taken
+def _device_columns(backend: str, phase: str) -> dict:
+    """What a device's rows say beside their times: the cuda backend's recurrence ``path`` (of the
+    timed passes), the cudnn baseline's cuDNN and GPU (``note``)."""
+    if backend == "cuda":
+        from rnnbench.backends.cuda import taken
 
-    return {"path": taken(phase)}
+        return {"path": taken(phase)}
+    if backend == "cudnn":
+        return {"note": cudnn_status() + ", TF32 off"}
+    return {}
 
 
 def measure_speed(config: Config, backends=("cpu",), repeats: int = 5, warmup: int = 1,
@@ -106,7 +109,7 @@ def measure_speed(config: Config, backends=("cpu",), repeats: int = 5, warmup: i
                             metric="compile_s", value=overhead, unit="s", cache=cache, clock=clock))
         for p in first:
             st = stats[(b, p)]
-            row = base_row(config, b, truncation=truncation, **extra, phase=p, clock=clock, **_path(b, p))
+            row = base_row(config, b, truncation=truncation, **extra, phase=p, clock=clock, **_device_columns(b, p))
             out.append(dict(row, metric="time_s", value=st.median, unit="s", **st.columns()))
             out.append(dict(row, metric="time_per_step", value=st.median / config.seq_len, unit="s"))
             out.append(dict(row, metric="gflops", value=config.flops(p) / st.median / 1e9, unit="GFLOP/s"))
