@@ -66,6 +66,11 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
     and one segment's tape and buffers; ``streaming`` holds one chunk of it all. Left out: the
     cpu backend's per-thread partial sums of float32 weight gradients through BLAS (gate
     gradients over 8 MiB) and its joined [W_ih | W_hh]^T (``threads.fuses``) in place of W_hh^T.
+    On the cuda backend this is the same host-side accounting with its working buffers, not a
+    model of the device's own (whose tapes hold each layer's weights and a copy of the stack's
+    input, whose parameter gradients are on the device one layer at a time, and whose
+    checkpointed tapes keep their outputs on the host): a rough guide there (README: 0.70-2.3x
+    the device peak, measured at tiny sizes).
     """
     check_strategy(strategy, None, chunk if strategy == "streaming" else 1)
     spec, be = get_cell(config.cell), get_backend(backend)
