@@ -66,13 +66,11 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
     and one segment's tape and buffers; ``streaming`` holds one chunk of it all. Left out: the
     cpu backend's per-thread partial sums of float32 weight gradients through BLAS (gate
     gradients over 8 MiB) and its joined [W_ih | W_hh]^T (``threads.fuses``) in place of W_hh^T.
-    On the cuda backend this is the same host-side accounting with its working buffers, not a
-    model of the device's own (whose tapes hold each layer's weights and a copy of the stack's
-    input, whose parameter gradients are on the device one layer at a time, and whose
-    checkpointed tapes keep their outputs on the host): a rough guide there (README: 0.70-2.3x
-    the device peak, measured at tiny sizes).
+    The cuda backend's device memory has a model of its own (``device_model_bytes``).
     """
     check_strategy(strategy, None, chunk if strategy == "streaming" else 1)
+    if backend == "cuda":
+        return device_model_bytes(config, strategy, chunk)
     spec, be = get_cell(config.cell), get_backend(backend)
     T, B, H, I = config.seq_len, config.batch, config.hidden_size, config.input_size
     D, L = (2 if config.bidirectional else 1), config.num_layers
@@ -140,6 +138,62 @@ def model_bytes(config: Config, strategy: str = "full", chunk=None, backend: str
     rows, window = c * B, (max(map(window_floats, range(L))) + I) * T * B
     segment = max((tape + fwd_extra) * rows + copies, max(backward(rows, w, tape) for w in widths))
     return int(((kept + ends) * B + grads + max(out * T * B, window + segment)) * item)
+
+
+def device_model_bytes(config: Config, strategy: str = "full", chunk=None) -> int:
+    """Analytic peak of the cuda backend's device memory in one training step (its ledger's peak).
+
+    The peak falls in the backward of some layer's last direction, beside what outlives the passes.
+    Full BPTT keeps every layer and direction's tape on the device (``tape_floats_per_unit`` x H
+    per row) with the weights as its forward used them (W_ih, W_hh, W_hh^T, the forward's bias),
+    the stack's input copied once per direction, and for two directions each lower layer's joined
+    output. Checkpointing keeps only each upper layer's input (the host's outputs copied back);
+    a segment of c steps is recomputed at a time, with its weights, tape and input copy, and a
+    layer's input gradient is gathered on the host piece by piece. Beside these, the backward of a
+    layer holds the gradient from the layer above (on the device unless gathered on the host),
+    its direction's share (two directions: a copy, and the first direction's input gradient), the
+    layer's parameter gradients (copied out after each direction), the gate gradients
+    (``BACKWARD_FLOATS``), then the larger of the bias sums' partial rows (at most 64) and the
+    new input gradient, and a few (B, H) states. Streaming is full BPTT over one chunk.
+    """
+    spec, be = get_cell(config.cell), get_backend("cuda")
+    T, B, H, I = config.seq_len, config.batch, config.hidden_size, config.input_size
+    D, L, G = (2 if config.bidirectional else 1), config.num_layers, spec.gates
+    if strategy == "streaming":
+        T, strategy = min(chunk, T), "full"
+    R = T * B
+    every = T if strategy == "full" else checkpoint_every(chunk or "sqrt", T)
+    rows = min(every, T) * B  # of a segment
+    on_device = every >= T  # a layer's input gradient: gathered on the host when there are pieces
+    widths = [I] + [D * H] * (L - 1)
+    tape = spec.tape_floats_per_unit * H
+    bias = (G + 1) * H if config.cell == "gru" else G * H  # forward_bias: GRU keeps b_hn apart
+
+    def weights(w: int) -> int:
+        return G * H * (w + 2 * H) + bias
+
+    def segment(l: int) -> int:
+        """A layer's tape, weights and (first layer) input copy: one direction's."""
+        return weights(widths[l]) + tape * rows + (I * rows if l == 0 else 0)
+
+    # hidden / cell placeholders, h0 (c0) in, the carried gradients, dh0; the vanilla RNN's tape
+    # placeholder; a non-LSTM's (1, 1) dc
+    states = (8 if spec.nonlinearity else 7) * B * H + (0 if spec.has_cell_state else 1)
+
+    def work(l: int) -> int:
+        top, w = l == L - 1, widths[l]
+        above = 0 if top or not (on_device or D == 2) else D * H * R
+        share = H * R + (w * R if on_device else 0) if D == 2 else (H * rows if top or not on_device else 0)
+        own = 0 if strategy == "full" else segment(l)
+        grads = G * H * (w + H + 2)
+        return (above + share + own + grads + be.BACKWARD_FLOATS[spec.name] * H * rows
+                + max(min(64, rows) * G * H, w * rows) + states)
+
+    if strategy == "full":
+        kept = D * sum(segment(l) for l in range(L)) + (L - 1) * (D * H * R if D == 2 else 0)
+    else:
+        kept = (L - 1) * D * H * R
+    return int((kept + max(map(work, range(L)))) * np.dtype(config.dtype).itemsize)
 
 
 def check_memory_backend(backend: str) -> None:

@@ -143,6 +143,8 @@ class Backend(Protocol):
 
     name: str
     arrays: HostArrays  # what the layers do to outputs and gradients between layers
+    # the memory model's constants (analysis.memory.model_bytes; the cuda backend's model needs only
+    # BACKWARD_FLOATS)
     FORWARD_FLOATS: dict[str, int]  # per cell: floats per step and unit a forward holds beside the tape
     BACKWARD_FLOATS: dict[str, int]  # ... and a backward
     RECURRENT_COPIES: int  # copies of W_hh a pass holds (the cpu backend's packed panels)

@@ -206,6 +206,40 @@ def test_memory_analysis_reports_the_device_peak():
     assert tape < rows["peak_bytes"] < 20 * tape
 
 
+def _device_model_and_peak(config, strategy, chunk=None):
+    from rnnbench.analysis.memory import measure_memory
+
+    rows = {r["metric"]: r["value"] for r in measure_memory(config, "cuda", strategy, chunk=chunk)}
+    return rows["model_bytes"], rows["peak_bytes"]
+
+
+@settings(max_examples=6)
+@given(data=st.data())
+def test_the_device_memory_model_equals_the_ledgers_peak(data):
+    """``model_bytes(..., backend="cuda")`` counts every device buffer at the peak of a training
+    step: equal to the backend's ledger for a sample of cells, sizes, layers, directions, dtypes
+    and strategies."""
+    from rnnbench.analysis.runners import Config
+
+    draw = data.draw
+    strategy = draw(st.sampled_from(["full", "checkpoint", "streaming"]), label="strategy")
+    config = Config(draw(st.sampled_from(CELLS), label="cell"), draw(st.integers(1, 5), label="T"),
+                    draw(st.integers(1, 3), label="B"), draw(st.integers(1, 4), label="I"),
+                    draw(st.integers(1, 4), label="H"), num_layers=draw(st.integers(1, 2), label="layers"),
+                    bidirectional=draw(st.booleans(), label="bidirectional"),
+                    dtype=draw(st.sampled_from(["float32", "float64"]), label="dtype"))
+    model, peak = _device_model_and_peak(config, strategy, None if strategy == "full" else draw(
+        st.integers(1, 4), label="chunk"))
+    assert model == peak > 0
+
+
+def test_the_device_memory_model_past_16_rows_of_batch_and_64_rows_of_bias_sums():
+    from rnnbench.analysis.runners import Config
+
+    model, peak = _device_model_and_peak(Config("gru", 4, 20, 2, 2, dtype="float32"), "full")
+    assert model == peak > 0  # the steps' other tile (batch 20), bias sums over 64 of the 80 rows
+
+
 def test_the_persistent_plan_fills_shared_memory_with_as_few_blocks_as_fit(monkeypatch):
     from numba import config
 

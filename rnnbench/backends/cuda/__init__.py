@@ -265,11 +265,9 @@ class CudaBackend:
 
     name = "cuda"
     arrays = DeviceArrays()
-    FORWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}  # on the device
+    # gate gradients per step and unit (dax; the GRU's dah too): the device memory model's
+    # (analysis.memory.device_model_bytes), which replaces the host backends' constants here
     BACKWARD_FLOATS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 6}
-    RECURRENT_COPIES = 1  # W_hh^T beside W_hh (DeviceWeights)
-    PACKED_WINDOW_BYTES = 0
-    SHIFTED_STATES = False
     WARMUP_SHAPES = ((1, 2),)
 
     def __init__(self, path: str = "auto", splits=1):
