@@ -72,6 +72,18 @@ def test_checkpoint_strategy_gives_full_gradients():
         np.testing.assert_allclose(ck[name], full[name], rtol=1e-12, atol=1e-14)
 
 
+def test_the_device_memory_model_needs_no_gpu():
+    """The cuda backend's model (equal to its ledger under the simulator: tests/cuda_backend) says
+    what a size takes before a GPU runs it. LSTM, T = 20, B = 2, I = H = 8, float32, full BPTT:
+    tape 6 H and input copy I per row, weights 800 floats; then the backward's dy copy H per row,
+    parameter gradients 576, gate gradients 4 H per row, the bias sums' 40 rows x 32, states 7 B H."""
+    config = Config("lstm", 20, 2, 8, 8)
+    assert model_bytes(config, backend="cuda") == 4 * (48 * 40 + 8 * 40 + 800 + 8 * 40 + 576 + 32 * 40 + 40 * 32
+                                                       + 7 * 16) == 26432
+    big = Config("lstm", 25, 128, 1024, 1024)
+    assert model_bytes(big, "checkpoint", backend="cuda") < model_bytes(big, backend="cuda")
+
+
 def test_memory_model_rejects_unknown_strategy():
     with pytest.raises(ValueError, match="unknown strategy 'lazy'"):
         model_bytes(Config("lstm", 10, 1, 1, 1), "lazy")

@@ -156,7 +156,9 @@ def device_model_bytes(config: Config, strategy: str = "full", chunk=None) -> in
     (``BACKWARD_FLOATS``), then the larger of the bias sums' partial rows (at most 64) and the
     new input gradient, and a few (B, H) states. Streaming is full BPTT over one chunk.
     """
-    spec, be = get_cell(config.cell), get_backend("cuda")
+    from rnnbench.backends.cuda import CudaBackend  # the class: no GPU needed to model one
+
+    spec = get_cell(config.cell)
     T, B, H, I = config.seq_len, config.batch, config.hidden_size, config.input_size
     D, L, G = (2 if config.bidirectional else 1), config.num_layers, spec.gates
     if strategy == "streaming":
@@ -186,7 +188,7 @@ def device_model_bytes(config: Config, strategy: str = "full", chunk=None) -> in
         share = H * R + (w * R if on_device else 0) if D == 2 else (H * rows if top or not on_device else 0)
         own = 0 if strategy == "full" else segment(l)
         grads = G * H * (w + H + 2)
-        return (above + share + own + grads + be.BACKWARD_FLOATS[spec.name] * H * rows
+        return (above + share + own + grads + CudaBackend.BACKWARD_FLOATS[spec.name] * H * rows
                 + max(min(64, rows) * G * H, w * rows) + states)
 
     if strategy == "full":
