@@ -157,6 +157,7 @@ def device_model_bytes(config: Config, strategy: str = "full", chunk=None) -> in
     new input gradient, and a few (B, H) states. Streaming is full BPTT over one chunk.
     """
     from rnnbench.backends.cuda import CudaBackend  # the class: no GPU needed to model one
+    from rnnbench.backends.cuda.matmul import SUM_CHUNKS
 
     spec = get_cell(config.cell)
     T, B, H, I = config.seq_len, config.batch, config.hidden_size, config.input_size
@@ -183,13 +184,17 @@ def device_model_bytes(config: Config, strategy: str = "full", chunk=None) -> in
     states = (8 if spec.nonlinearity else 7) * B * H + (0 if spec.has_cell_state else 1)
 
     def work(l: int) -> int:
+        """Layer l's backward, in its last direction, at the weight gradients or the input's."""
         top, w = l == L - 1, widths[l]
+        # the input gradient of the layer above (the top layer's is the caller's, on the host)
         above = 0 if top or not (on_device or D == 2) else D * H * R
+        # two directions: this one's part of it, and the first direction's input gradient; one:
+        # a copy of the host's piece
         share = H * R + (w * R if on_device else 0) if D == 2 else (H * rows if top or not on_device else 0)
-        own = 0 if strategy == "full" else segment(l)
-        grads = G * H * (w + H + 2)
-        return (above + share + own + grads + CudaBackend.BACKWARD_FLOATS[spec.name] * H * rows
-                + max(min(64, rows) * G * H, w * rows) + states)
+        own = 0 if strategy == "full" else segment(l)  # a checkpoint's recomputed segment
+        grads = G * H * (w + H + 2)  # the layer's parameter gradients
+        gates = CudaBackend.BACKWARD_FLOATS[spec.name] * H * rows
+        return above + share + own + grads + gates + max(min(SUM_CHUNKS, rows) * G * H, w * rows) + states
 
     if strategy == "full":
         kept = D * sum(segment(l) for l in range(L)) + (L - 1) * (D * H * R if D == 2 else 0)

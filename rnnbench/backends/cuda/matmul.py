@@ -18,6 +18,7 @@ BK = 16  # depth of a staged slice
 # with these).
 T = 4 if config.ENABLE_CUDASIM else 16  # threads per block side
 SUM_THREADS = 32 if config.ENABLE_CUDASIM else 128  # column_sums: threads of a block along j
+SUM_CHUNKS = 64  # column_sums: rows of partial sums, at most
 TILE, TILE_ROWS = (8, 2) if config.ENABLE_CUDASIM else (32, 8)  # transpose: a TILE x TILE tile, TILE x TILE_ROWS threads
 TILE_PADDED = TILE + 1  # its shared array's rows (padded against bank conflicts): a constant, as CUDA needs
 RM, RN = 8, 4  # sums per thread along M and N (register tile; 8 x 4 measured fastest of 2x2, 4x4, 8x4, 4x8)
@@ -109,7 +110,7 @@ def _chunk_sums(a, out, accumulate):
         out[c, j] = out[c, j] + s if accumulate else s
 
 
-def column_sums(a, out, chunks=64):
+def column_sums(a, out, chunks=SUM_CHUNKS):
     """out += a.sum(axis=0) (bias gradients), in two deterministic passes: chunk sums, then theirs."""
     from rnnbench.backends.cuda.memory import empty
 
