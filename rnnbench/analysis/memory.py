@@ -14,7 +14,7 @@ import tracemalloc
 
 import numpy as np
 
-from rnnbench.analysis.runners import Config, Runner
+from rnnbench.analysis.runners import BASELINES, Config, Runner
 from rnnbench.analysis.speed import base_row
 from rnnbench.analysis.strategies import check_strategy, training_step
 from rnnbench.backends import get_backend
@@ -205,7 +205,7 @@ def device_model_bytes(config: Config, strategy: str = "full", chunk=None) -> in
 
 def check_memory_backend(backend: str) -> None:
     """Refuse the baselines, whose memory cannot be measured here."""
-    if backend in ("torch", "cudnn"):
+    if backend in BASELINES:
         raise ValueError("memory is measured with tracemalloc, which does not see torch's allocator; "
                          "measure cpu, reference or cuda")
 

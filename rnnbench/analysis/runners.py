@@ -67,9 +67,11 @@ def require_cudnn():
 def cudnn_status() -> str:
     """What the ``cudnn`` baseline runs on: cuDNN's version and the GPU, or why it cannot run."""
     try:
-        torch = require_cudnn()
-    except RuntimeError as e:
-        return "unavailable: " + ("torch is not installed" if "not installed" in str(e) else "torch sees no GPU")
+        torch = require_torch()
+    except RuntimeError:
+        return "unavailable: torch is not installed"
+    if not torch.cuda.is_available():
+        return "unavailable: torch sees no GPU"
     return f"cuDNN {torch.backends.cudnn.version()} on {torch.cuda.get_device_name()}"
 
 
